@@ -1,0 +1,38 @@
+# Two entry points: `make demo` (main job) and `make test` (the test suite). Both build .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test lint format clean
+
+$(BIN)/ovparts: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(BIN)/ovparts
+
+venv: $(BIN)/ovparts
+
+# Segments scikit-image's cat photo with a part vocabulary. Uses CIDAS/clipseg-rd64-refined from the
+# Hugging Face cache or hub; set WEIGHTS=path/to/folder to use a local checkpoint instead.
+WEIGHTS ?= CIDAS/clipseg-rd64-refined
+VOCAB ?= cat: head, ear, eye, nose, leg, paw, torso, tail
+demo: venv
+	$(BIN)/python -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.chelsea()).save('chelsea.jpg')"
+	$(BIN)/ovparts segment chelsea.jpg --vocab "$(VOCAB)" --weights "$(WEIGHTS)" --out demo-out
+
+test: venv
+	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/python -m ruff check src tests benchmarks
+
+format: venv
+	$(BIN)/python -m ruff format src tests benchmarks
+	$(BIN)/python -m ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-out chelsea.jpg
