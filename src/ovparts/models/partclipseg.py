@@ -213,7 +213,7 @@ class PartClipSeg(ClipSeg):
     def conditions(self, layout: ClassLayout) -> torch.Tensor:
         """(N, D): raw names, no template (as the official code), then the learned background vector."""
         texts = self.backbone.encode_text(list(layout.texts))
-        return torch.cat([texts, self.non_object_embedding.to(texts.dtype)])
+        return torch.cat([texts.to(self.non_object_embedding.dtype), self.non_object_embedding])
 
     def forward(  # type: ignore[override]
         self,

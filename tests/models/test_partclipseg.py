@@ -1,0 +1,297 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import ovparts
+from ovparts.cli import main
+from ovparts.models.clipseg import ClipSeg
+from ovparts.models.partclipseg import PartClipSeg, class_layout
+
+VOCAB = "dog: tail, head, leg; cat: head, ear; boat"
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return ovparts.Vocabulary.parse(VOCAB)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_clipseg_dir):
+    """PartCLIPSeg initialised from a (tiny) transformers CLIPSeg checkpoint, as the official code starts."""
+    torch.manual_seed(0)
+    return ovparts.load_model("partclipseg", weights=str(tiny_clipseg_dir))
+
+
+def test_registered_with_tiny_and_default_configs():
+    assert "partclipseg" in ovparts.available_models()
+    from ovparts.models.registry import model_spec
+
+    assert {"tiny", "default"} <= set(model_spec("partclipseg").configs)
+
+
+def test_class_layout_default_and_faithful_order(vocab):
+    fixed = class_layout(vocab, faithful=False)
+    official = class_layout(vocab, faithful=True)
+    assert fixed.texts == ("tail", "head", "leg", "ear", "dog", "cat")  # first appearance
+    assert official.texts == ("ear", "head", "leg", "tail", "cat", "dog")  # Python sorted()
+    # parts: dog's tail, dog's head, dog's leg, cat's head, cat's ear
+    assert official.part_index.tolist() == [3, 1, 2, 1, 0]
+    assert official.object_index.tolist() == [4 + 1, 4 + 1, 4 + 1, 4 + 0, 4 + 0]
+    # the official text index forgets the P offset: "dog" (o=1) reads the embedding of "head" (index 1)
+    assert official.text_object_index.tolist() == [1, 1, 1, 0, 0]
+    assert fixed.text_object_index.tolist() == fixed.object_index.tolist()
+    assert fixed.object_to_part_object.tolist() == [0, 1, -1]  # the boat has no parts
+
+
+def test_shapes(model, vocab):
+    layout = model.layout(vocab)
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(pixels, model.conditions(layout), layout, return_attention=True)
+        logits = model.predict(pixels, vocab)
+    n = layout.num_classes
+    assert n == 4 + 2 + 1  # tail, head, leg, ear + dog, cat + background
+    assert out.part_logits.shape == (2, len(vocab) + 1, 64, 64)
+    assert out.class_logits.shape == (2, n, 64, 64)
+    heads = model.config.decoder_num_attention_heads
+    assert out.attention.shape == (2, n, heads, 1 + 16, 1 + 16)
+    assert logits.parts.shape == (2, len(vocab), 64, 64) and logits.background.shape == (2, 1, 64, 64)
+    assert logits.objects.shape == (2, len(vocab.objects), 64, 64)
+    assert logits.object_background.shape == (2, 1, 64, 64)
+    assert (logits.objects[:, 2] < -1000).all()  # the boat, an object without parts, is never predicted
+
+
+def test_initialised_from_clipseg_checkpoint(model, tiny_clipseg_dir):
+    decoder = model.decoder
+    for copy, source in [
+        (decoder.cond_film_mul, decoder.film_mul),
+        (decoder.cond_film_add, decoder.film_add),
+        (decoder.part_obj_with_cond_embed, decoder.transposed_convolution),
+    ]:
+        for (name, a), b in zip(copy.state_dict().items(), source.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+    assert decoder.part_obj_mlp[0].bias.abs().sum() == 0 and decoder.reduce_cond_embed.bias.abs().sum() == 0
+    clipseg = ovparts.load_model("clipseg", weights=str(tiny_clipseg_dir))
+    ours = model.state_dict()
+    for key, value in clipseg.state_dict().items():
+        assert torch.equal(ours[key], value), key
+
+
+def test_trunk_is_clipseg(model, vocab):
+    """The generalized-part / object / background logits are plain CLIPSeg logits for those texts."""
+    layout = model.layout(vocab)
+    pixels = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        conditions = model.conditions(layout)
+        ours = model(pixels, conditions, layout).class_logits
+        plain = ClipSeg.forward(model, pixels, conditions).logits
+    torch.testing.assert_close(ours, plain)
+
+
+def official_composition(model, pixels, conditions, layout):
+    """A direct per-class transcription of the official decoder's second half (activations repeated)."""
+    features = ClipSeg.forward(model, pixels, conditions, return_features=True).features[0]  # (N, r, h, w)
+    d = model.decoder
+    indices = (layout.part_index, layout.object_index, layout.text_object_index)
+    entries = list(zip(*(i.tolist() for i in indices), strict=True))
+    bg = conditions.shape[0] - 1
+    entries.append((bg, bg, bg))
+    logits = []
+    for p, o, e in entries:
+        visual = torch.cat([features[p], features[o]]).permute(1, 2, 0)  # (h, w, 2r)
+        fused = d.part_obj_mlp(visual)
+        text = d.reduce_cond_embed(torch.cat([conditions[e], conditions[p]]))
+        film = d.cond_film_mul(text) * fused + d.cond_film_add(text)
+        logits.append(d.part_obj_with_cond_embed(film.permute(2, 0, 1)[None])[0, 0])
+    return torch.stack(logits)[None]
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_object_specific_logits_match_official_math(model, vocab, faithful):
+    model.config.faithful = faithful
+    try:
+        model.decoder.class_chunk = 2  # chunking must not change anything
+        layout = model.layout(vocab)
+        pixels = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+        m = model.double()
+        with torch.no_grad():
+            conditions = m.conditions(layout)
+            ours = m(pixels, conditions, layout).part_logits
+            reference = official_composition(m, pixels, conditions, layout)
+        torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)
+    finally:
+        model.config.faithful = False
+        model.decoder.class_chunk = model.config.class_chunk
+        model.float()
+
+
+def test_faithful_text_index_changes_outputs(model, vocab):
+    pixels = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fixed = model.predict(pixels, vocab)
+        model.config.faithful = True
+        try:
+            official = model.predict(pixels, vocab)
+        finally:
+            model.config.faithful = False
+    # same trunk (order-independent per class), different second FiLM input for object-specific parts
+    torch.testing.assert_close(official.object_background, fixed.object_background)
+    assert not torch.allclose(official.parts, fixed.parts)
+
+
+@pytest.fixture(scope="module")
+def calm_model(tiny_clipseg_dir):
+    """Random weights give logits in the hundreds, whose sigmoids tie at exactly 0 or 1; scaling the last
+    layer of both heads keeps probabilities distinct so that argmax comparisons are meaningful."""
+    torch.manual_seed(0)
+    model = ovparts.load_model("partclipseg", weights=str(tiny_clipseg_dir))
+    with torch.no_grad():
+        for head in (model.decoder.transposed_convolution, model.decoder.part_obj_with_cond_embed):
+            head[4].weight.mul_(0.02)
+            head[4].bias.mul_(0.02)
+    return model
+
+
+def probabilities(logits, size):
+    return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[0]
+
+
+def test_pred_all_as_official(calm_model, vocab, chelsea):
+    """Section 4.2: the object head's argmax gates the parts; background where it says "no object"."""
+    model = calm_model
+    seg = ovparts.Segmenter(model)
+    with torch.no_grad():
+        result = seg(chelsea, vocab)
+        logits = seg.logits(chelsea, vocab)
+    size = chelsea.shape[:2]
+    q = probabilities(torch.cat([logits.parts, logits.background], 1), size)  # (T+1, H, W)
+    layout = model.layout(vocab)
+    objects = probabilities(
+        torch.cat([logits.objects[:, : layout.num_objects], logits.object_background], 1), size
+    )
+    decision = objects.argmax(0)  # O objects then background; the boat comes after, never wins
+    gate = F.one_hot(decision, layout.num_objects + 1).permute(2, 0, 1).float()
+    q[:-1] *= gate[layout.part_to_object]
+    q[-1] *= gate[-1]
+    expected = q.argmax(0)
+    expected = torch.where(expected == len(vocab), -1, expected).numpy()
+    assert result.protocol == "pred_all"
+    np.testing.assert_array_equal(result.part_map, expected)
+    expected_objects = torch.where(decision == layout.num_objects, -1, decision).numpy()
+    np.testing.assert_array_equal(result.object_map, expected_objects)
+    # every labelled pixel's part belongs to its predicted object
+    labelled = result.part_map >= 0
+    assert (vocab.part_to_object[result.part_map[labelled]] == result.object_map[labelled]).all()
+
+
+def test_oracle_obj_as_official(calm_model, vocab, chelsea):
+    """Section 4.2: parts of objects absent from the GT are zeroed; background is not a candidate."""
+    size = chelsea.shape[:2]
+    mask = np.full(size, 255, dtype=np.uint8)
+    mask[50:200, 100:300] = 1  # a cat
+    seg = ovparts.Segmenter(calm_model)
+    with torch.no_grad():
+        result = seg(chelsea, vocab, object_mask=mask)
+        logits = seg.logits(chelsea, vocab)
+    preds = probabilities(logits.parts, size)
+    cat_parts = vocab.parts_of("cat")
+    preds[[i for i in range(len(vocab)) if i not in cat_parts]] = 0.0
+    expected = preds.argmax(0).numpy()
+    inside = mask == 1
+    assert result.protocol == "oracle_obj"
+    np.testing.assert_array_equal(result.part_map[inside], expected[inside])
+    assert (result.part_map[~inside] == -1).all()
+    assert set(np.unique(result.part_map[inside])) <= set(cat_parts)
+
+
+def test_save_load_round_trip(tmp_path, vocab):
+    model = ovparts.load_model("partclipseg", config={"base": "tiny", "faithful": True})
+    model.save_pretrained(tmp_path / "ckpt")
+    again = ovparts.load_model("partclipseg", weights=str(tmp_path / "ckpt"))
+    assert isinstance(again, PartClipSeg) and again.config.faithful
+    pixels = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model.predict(pixels, vocab), again.predict(pixels, vocab)
+    torch.testing.assert_close(a.parts, b.parts)
+    torch.testing.assert_close(a.objects, b.objects)
+
+
+def test_faithful_training_input_is_bgr():
+    model = ovparts.load_model("partclipseg", config={"base": "tiny", "faithful": True})
+    raw = torch.rand(1, 3, 4, 4)
+    mean = torch.tensor(model.config.pixel_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.config.pixel_std).view(1, 3, 1, 1)
+    bgr = model.training_pixels((raw - mean) / std)
+    torch.testing.assert_close(bgr, (raw.flip(1) - mean) / std)
+    model.config.faithful = False
+    assert torch.equal(model.training_pixels(raw), raw)
+
+
+def synthetic_batch(vocab, size=64):
+    """Two images: a dog on the left, a cat on the right, each split into parts by horizontal bands."""
+    torch.manual_seed(0)
+    pixels = torch.randn(2, 3, size, size) * 0.1
+    parts = torch.full((2, size, size), 255)
+    objects = torch.full((2, size, size), 255)
+    for b in range(2):
+        for name, cols, tint in [("dog", slice(4, 30), 1.0), ("cat", slice(34, 60), -1.0)]:
+            obj = vocab.objects.index(name)
+            ids = vocab.parts_of(name)
+            objects[b, 8:56, cols] = obj
+            pixels[b, 0, 8:56, cols] += tint
+            band = 48 // len(ids)
+            for k, pid in enumerate(ids):
+                rows = slice(8 + k * band, 8 + (k + 1) * band)
+                parts[b, rows, cols] = pid
+                pixels[b, 1, rows, cols] += k * 0.5
+    return pixels, parts, objects
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_training_steps_lower_the_loss(vocab, faithful):
+    torch.manual_seed(0)
+    model = ovparts.load_model("partclipseg", config={"base": "tiny", "faithful": faithful}).train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = model.trainable_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    assert not any(p is model.non_object_embedding for p in params)
+    pixels, parts, objects = synthetic_batch(vocab)
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=1e-4)
+
+    def total():
+        with torch.no_grad():
+            return model.loss(pixels, vocab, parts, objects)["total"].item()
+
+    before = total()
+    for _ in range(6):
+        terms = model.loss(pixels, vocab, parts, objects)
+        assert set(terms) == {"part_object", "part", "object", "separation", "enhancement", "total"}
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    assert total() < 0.9 * before
+
+
+def test_segment_cli_with_tiny_partclipseg(chelsea_path, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "segment",
+            str(chelsea_path),
+            "--model",
+            "partclipseg",
+            "--config",
+            "tiny",
+            "--vocab",
+            "cat: head, ear, leg",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "chelsea.parts.png").is_file() and (out / "chelsea.json").is_file()
