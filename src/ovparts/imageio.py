@@ -80,8 +80,10 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     """Accept HxW, HxWx1, HxWx3 and HxWx4 arrays of any numeric dtype."""
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
         array = array[..., :3] if array.shape[2] != 1 else array[..., 0]
-    if array.ndim not in (2, 3) or 0 in array.shape:
-        raise ImageError(f"An image array must be HxW or HxWx3, got shape {tuple(array.shape)}.")
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or 0 in array.shape:
+        raise ImageError(
+            f"An image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {tuple(array.shape)}."
+        )
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if not np.issubdtype(array.dtype, np.number):

@@ -117,7 +117,7 @@ class Segmenter:
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
-        self.device = self.model.device
+        self.device = next(self.model.parameters()).device
         default = getattr(model.config, "background_threshold", 0.5)
         self.background_threshold = default if background_threshold is None else background_threshold
         self.keep_scores = keep_scores
