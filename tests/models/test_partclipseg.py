@@ -295,3 +295,30 @@ def test_segment_cli_with_tiny_partclipseg(chelsea_path, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (out / "chelsea.parts.png").is_file() and (out / "chelsea.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "benchmark, train, test",
+    [
+        ("pascal_part_116", (74, 41, 11, 53), (116, 42, 16, 59)),
+        ("ade20k_part_234", (176, 83, 33, 117), (234, 85, 44, 130)),
+        ("partimagenet", (92, 13, 25, 39), (147, 13, 40, 54)),
+    ],
+)
+def test_layout_sizes_match_the_official_tables(benchmark, train, test):
+    """T / P / O / N of the official train (seen parts) and test vocabularies (design notes 2.1)."""
+    full = ovparts.Vocabulary.from_benchmark(benchmark)
+    seen = ovparts.Vocabulary.from_names([p.name for p in full.parts if p.seen])
+    for vocab, expected in [(seen, train), (full, test)]:
+        layout = class_layout(vocab, faithful=True)
+        assert (len(vocab), layout.num_generalized, layout.num_objects, layout.num_classes) == expected
+
+
+def test_official_index_quirk_on_pascal_train():
+    full = ovparts.Vocabulary.from_benchmark("pascal_part_116")
+    seen = ovparts.Vocabulary.from_names([p.name for p in full.parts if p.seen])
+    layout = class_layout(seen, faithful=True)
+    aeroplane = [p.id for p in seen.parts if p.object == "aeroplane"]
+    # "aeroplane" is object 0; the official text index reads the generalized part at 0, "back"
+    assert {layout.texts[i] for i in layout.text_object_index[aeroplane].tolist()} == {"back"}
+    assert {layout.texts[i] for i in layout.object_index[aeroplane].tolist()} == {"aeroplane"}
