@@ -7,6 +7,7 @@ exactly and fills polygons with PIL (which may differ from pycocotools on a few 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,13 @@ def _polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> n
 
 def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """An HxW bool mask from any COCO segmentation; raises ``ValueError`` for malformed input."""
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x warns about numpy 2's copy keyword on every decode; the result is correct
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _segmentation_to_mask(segmentation, height, width)
+
+
+def _segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if isinstance(p, list | tuple) and len(p) >= 6]
         if not polygons:
