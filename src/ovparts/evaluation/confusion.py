@@ -42,43 +42,49 @@ class ConfusionMatrix:
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
             raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+        if gt.size == 0:
+            return
         n = self.num_classes
-        gt_flat = gt.reshape(-1)
-        pred_flat = pred.reshape(-1)
-        valid = (gt_flat >= 0) & (gt_flat < n)
-        bad_gt = ~valid & (gt_flat != -1)
-        if bad_gt.any():
-            raise ValueError(
-                f"ground truth ids {np.unique(gt_flat[bad_gt])[:5].tolist()} are outside -1..{n - 1}"
-            )
-        g = gt_flat[valid].astype(np.int64, copy=False)
-        p = pred_flat[valid].astype(np.int64, copy=False)
-        if p.size and (p.max() >= n or p.min() < -1):
+        if gt.min() < -1 or gt.max() >= n:
+            bad = gt[(gt < -1) | (gt >= n)]
+            raise ValueError(f"ground truth ids {np.unique(bad)[:5].tolist()} are outside -1..{n - 1}")
+        if pred.min() < -1 or pred.max() >= n:
             raise ValueError(f"predicted ids must lie in -1..{n - 1}")
-        p = np.where(p < 0, n, p)
-        counts = np.bincount(p * (n + 1) + g, minlength=(n + 1) * (n + 1))
-        self.matrix += counts.reshape(n + 1, n + 1)
-        self.matrix[n, n] += int(gt_flat.size - g.size)
+        # Shift both by one so that -1 becomes index 0: one multiply-add per pixel, no masks, no copies of
+        # the valid pixels. (p + 1) * (n + 1) + (g + 1) == p * (n + 1) + g + (n + 2).
+        index = pred.astype(np.int64, copy=False) * (n + 1) + gt.astype(np.int64, copy=False)
+        index += n + 2
+        shifted = np.bincount(index.reshape(-1), minlength=(n + 1) * (n + 1)).reshape(n + 1, n + 1)
+        self._add_shifted(shifted)
+
+    def _add_shifted(self, shifted: np.ndarray) -> None:
+        """Fold a matrix whose index 0 means -1 into the official layout (index N = ignore / no part).
+
+        Column 0 holds the ground-truth-ignore pixels; whatever was predicted there, the official evaluators
+        force the prediction to N, so the whole column lands in ``[N, N]``.
+        """
+        n = self.num_classes
+        self.matrix[:n, :n] += shifted[1:, 1:]
+        self.matrix[n, :n] += shifted[0, 1:]
+        self.matrix[n, n] += shifted[:, 0].sum()
 
     def _update_torch(self, pred, gt) -> None:
         if pred.shape != gt.shape:
             raise ValueError(
                 f"prediction shape {tuple(pred.shape)} differs from ground truth shape {tuple(gt.shape)}"
             )
+        if gt.numel() == 0:
+            return
         n = self.num_classes
-        gt_flat = gt.reshape(-1).long()
-        pred_flat = pred.reshape(-1).to(gt_flat.device).long()
-        valid = (gt_flat >= 0) & (gt_flat < n)
-        if bool(((~valid) & (gt_flat != -1)).any()):
+        gt = gt.long()
+        pred = pred.to(gt.device).long()
+        if int(gt.min()) < -1 or int(gt.max()) >= n:
             raise ValueError(f"ground truth ids are outside -1..{n - 1}")
-        g = gt_flat[valid]
-        p = pred_flat[valid]
-        if p.numel() and (int(p.max()) >= n or int(p.min()) < -1):
+        if int(pred.min()) < -1 or int(pred.max()) >= n:
             raise ValueError(f"predicted ids must lie in -1..{n - 1}")
-        p = torch.where(p < 0, torch.full_like(p, n), p)
-        counts = torch.bincount(p * (n + 1) + g, minlength=(n + 1) * (n + 1))
-        self.matrix += counts.cpu().numpy().reshape(n + 1, n + 1)
-        self.matrix[n, n] += int(gt_flat.numel() - g.numel())
+        index = (pred * (n + 1) + gt + (n + 2)).reshape(-1)
+        shifted = torch.bincount(index, minlength=(n + 1) * (n + 1)).reshape(n + 1, n + 1)
+        self._add_shifted(shifted.cpu().numpy())
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix (e.g. from another worker); returns self."""
