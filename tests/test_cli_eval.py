@@ -97,3 +97,30 @@ def test_data_info_and_check(pascal_root, tmp_path):
     assert bad.exit_code == 2 and "MISSING" in bad.output and "val.json" in bad.output
     unknown = runner.invoke(cli_eval.data_group, ["info", "coco"])
     assert unknown.exit_code == 2 and "Unknown dataset" in unknown.output
+
+
+def test_evaluate_end_to_end_with_tiny_clipseg(pascal_root, tmp_path):
+    """The real path: load_model -> Segmenter -> Oracle-Obj on a synthetic Pascal-Part-116 layout."""
+    out = tmp_path / "tiny.json"
+    result = CliRunner().invoke(
+        cli_eval.evaluate_command,
+        [
+            "--model", "clipseg", "--config", "tiny", "--dataset", "pascal_part_116", "--root", str(pascal_root),
+            "--limit", "2", "--out", str(out), "--no-progress",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["counts"]["images"] == 2 and data["counts"]["records"] >= 2
+    assert 0 <= data["metrics"]["mIoU"] <= 100
+    assert data["config"]["segmenter"] == "Segmenter"
+
+
+def test_evaluate_accepts_a_model_module(pascal_root):
+    import ovparts
+
+    model = ovparts.load_model("clipseg", config="tiny")
+    report = ovparts.evaluate(
+        model, "pascal_part_116", root=pascal_root, protocol="pred_all", limit=1, progress=False
+    )
+    assert report.counts["images"] == 1 and report.protocol == "pred_all"
