@@ -174,3 +174,18 @@ def test_per_class_iou_equals_torchmetrics_on_random_data():
     ours = apply_rule("ovparts", conf.matrix, [0, 1, 2], [f"o's {i}" for i in range(n)]).iou / 100
     assert np.allclose(ours, expected, atol=1e-6)
     assert np.allclose(conf.per_class_iou(), expected, atol=1e-6)
+
+
+def test_ovparts_equals_ov_parts_when_every_pixel_gets_a_part():
+    """Documented claim: on Oracle-Obj predictions without "no part" pixels the two rules agree exactly."""
+    rng = np.random.default_rng(5)
+    n = 12
+    conf = ConfusionMatrix(n)
+    gt = rng.integers(0, n - 3, size=(40, 40))  # classes 9..11 never in GT: predicted-but-absent cases
+    gt[rng.random(gt.shape) < 0.2] = -1
+    conf.update(np.where(rng.random(gt.shape) < 0.5, np.maximum(gt, 0), rng.integers(0, n, gt.shape)), gt)
+    names = [f"o's {i}" for i in range(n)]
+    ours = apply_rule("ovparts", conf.matrix, range(6), names).metrics
+    theirs = apply_rule("ov_parts", conf.matrix, range(6), names).metrics
+    for key in ("mIoU", "mIoU-seen", "mIoU-unseen", "h-IoU"):
+        assert ours[key] == pytest.approx(theirs[key])
