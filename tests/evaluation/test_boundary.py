@@ -112,3 +112,18 @@ def test_partclipseg_boundary_gives_class_zero_the_interiors():
 def test_d2_boundary_refuses_large_vocabularies():
     with pytest.raises(ValueError, match="255"):
         D2BoundaryConfusion(482)
+
+
+def test_partclipseg_pred_all_boundary_unseen_mean_includes_background():
+    conf = np.zeros((3, 3), dtype=np.int64)
+    conf[0, 0] = conf[1, 1] = 4
+    b = np.zeros((3, 3), dtype=np.int64)
+    b[0, 0] = 1  # class 0: 1.0
+    b[1, 1] = 1
+    b[2, 1] = 1  # class 1 in the full matrix: 1 / (2 + 1 - 1) = 0.5; in the N x N block 1.0
+    b[2, 2] = 3  # background entry: 3 / (3 + 4 - 3) = 0.75
+    names = ["o's a", "o's b"]
+    pred_all = apply_rule("partclipseg", conf, [0], names, "pred_all", boundary_conf=b)
+    assert pred_all.official["Boundary-mIoU-unbase"] == pytest.approx(100 * (0.5 + 0.75) / 2)
+    oracle = apply_rule("partclipseg", conf, [0], names, "oracle_obj", boundary_conf=b)
+    assert oracle.official["Boundary-mIoU-unbase"] == pytest.approx(100.0)

@@ -186,3 +186,11 @@ def test_cross_dataset_seen_split_by_part_name():
     seen = seen_ids_for(pascal, "ade20k_part_234")
     names = {pascal.names[i] for i in seen}
     assert "person's head" in names and "cat's head" not in names
+
+
+def test_part_ids_outside_the_vocabulary_are_a_clear_error(tmp_path):
+    sample = tiny_sample(tmp_path)
+    with pytest.raises(ovparts.OvpartsError, match="does not fit the vocabulary of 4 parts"):
+        ovparts.evaluate(
+            Scripted(np.full((6, 6), 9)), InMemoryDataset([sample], VOCAB), "pred_all", progress=False
+        )

@@ -12,7 +12,7 @@ from PIL import Image
 from ..data.io import read_rgb
 from ..data.records import EvalDataset
 from ..data.registry import load_dataset
-from ..errors import ConfigError, DatasetError, ImageError
+from ..errors import ConfigError, DatasetError, ImageError, OvpartsError
 from ..vocabulary import Vocabulary, benchmark_table
 from .boundary import BoundaryIoU, D2BoundaryConfusion
 from .confusion import ConfusionMatrix
@@ -152,7 +152,13 @@ def evaluate(
             saved: set[int] = set()
             for region, part_map in predictions:
                 gt = sample.region_gt(region)
-                confusion.update(part_map, gt)
+                try:
+                    confusion.update(part_map, gt)
+                except ValueError as exc:
+                    raise OvpartsError(
+                        f"The segmenter's part map for {sample.image_path} does not fit the vocabulary of "
+                        f"{len(vocabulary.parts)} parts ({exc})."
+                    ) from exc
                 if boundary_iou is not None:
                     boundary_iou.update(part_map, gt)
                 if boundary_d2 is not None:
