@@ -188,3 +188,13 @@ def test_check_reports_missing_parts(tmp_path):
     result = check_dataset("pascal_part_116", tmp_path)
     assert not result.ok
     assert any("annotations_detectron2_part/val" in m for m in result.missing)
+
+
+def test_partimagenet_json_may_stay_where_the_archive_puts_it(fresh_root):
+    root = fresh_root("partimagenet")
+    (root / "annotations" / "val").mkdir(parents=True)
+    (root / "val.json").rename(root / "annotations" / "val" / "val.json")
+    assert len(list(load_dataset("partimagenet", root, "val"))) == 3
+    (root / "annotations" / "val" / "val.json").unlink()
+    with pytest.raises(DatasetError, match="val.json or annotations/val/val.json"):
+        load_dataset("partimagenet", root, "val")

@@ -26,6 +26,15 @@ class LayoutEntry:
     kind: str  # "dir" or "file"
     what: str
     splits: tuple[str, ...] = ("train", "val")
+    alternatives: tuple[str, ...] = ()  # other accepted locations of the same thing
+
+    def find(self, root: Path) -> Path | None:
+        """The first of ``path`` and ``alternatives`` that exists under ``root``."""
+        for relative in (self.path, *self.alternatives):
+            target = root / relative
+            if target.is_dir() if self.kind == "dir" else target.is_file():
+                return target
+        return None
 
 
 class BenchmarkReader:
@@ -131,10 +140,9 @@ def missing_layout(root: Path, layout: tuple[LayoutEntry, ...], split: str | Non
     for entry in layout:
         if split is not None and split not in entry.splits:
             continue
-        target = root / entry.path
-        ok = target.is_dir() if entry.kind == "dir" else target.is_file()
-        if not ok:
-            problems.append(f"missing {entry.kind} {entry.path} ({entry.what})")
+        if entry.find(root) is None:
+            also = "".join(f" or {a}" for a in entry.alternatives)
+            problems.append(f"missing {entry.kind} {entry.path}{also} ({entry.what})")
     return problems
 
 

@@ -41,8 +41,20 @@ class PartImageNet(BenchmarkReader):
     layout = (
         LayoutEntry("images/train", "dir", "training JPEGs, flat", ("train",)),
         LayoutEntry("images/val", "dir", "validation JPEGs, flat", ("val",)),
-        LayoutEntry("train.json", "file", "COCO part polygons of the training images", ("train",)),
-        LayoutEntry("val.json", "file", "COCO part polygons of the validation images", ("val",)),
+        LayoutEntry(
+            "train.json",
+            "file",
+            "COCO part polygons of the training images",
+            ("train",),
+            ("annotations/train/train.json",),
+        ),
+        LayoutEntry(
+            "val.json",
+            "file",
+            "COCO part polygons of the validation images",
+            ("val",),
+            ("annotations/val/val.json",),
+        ),
     )
     #: In the 40-object subset the training split keeps only the seen objects (partimagenet_preprocess.py).
     train_seen_only = True
@@ -51,7 +63,9 @@ class PartImageNet(BenchmarkReader):
         by_wnid = {o["wnid"]: o["id"] for o in self.table["object_classes"]}
         seen = set(np.flatnonzero(self.vocabulary.object_seen).tolist())
         self.filtered = 0
-        json_path = self.root / f"{self.split}.json"
+        # at the root (where partimagenet_preprocess.py moves it) or where the archive unpacks it
+        entry = next(e for e in self.layout if e.path == f"{self.split}.json")
+        json_path = entry.find(self.root)
         items = []
         for coco in load_coco(json_path):
             wnid = Path(coco.file_name).name.split("_")[0]

@@ -32,7 +32,7 @@ DOWNLOADS: dict[str, list[str]] = {
     ],
     "partimagenet": [
         "https://huggingface.co/datasets/turkeyju/PartImageNet/blob/main/PartImageNet_Seg.zip",
-        "unzip into PartImageNet/ and move annotations/{train,val}/{train,val}.json to the dataset root;",
+        "unzip into PartImageNet/; train.json/val.json may stay in annotations/{train,val}/ or sit at the root;",
         "ovparts filters the 40-object subset in memory: do NOT run partimagenet_preprocess.py (it deletes files)",
     ],
     "partimagenet_ood": [
