@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ovparts import cli_eval
+from ovparts.cli import main
 from ovparts.data import load_dataset, write_synthetic
 from ovparts.data.io import read_rgb
 
@@ -47,8 +48,9 @@ def perfect_model(monkeypatch, pascal_root):
 def test_evaluate_prints_table_and_writes_report(pascal_root, perfect_model, tmp_path):
     out = tmp_path / "report.json"
     result = CliRunner().invoke(
-        cli_eval.evaluate_command,
+        main,
         [
+            "evaluate",
             "--model", "clipseg", "--config", "tiny", "--dataset", "pascal_part_116", "--root", str(pascal_root),
             "--protocol", "pred_all", "--average", "partcatseg", "--out", str(out), "--per-class", "--no-progress",
         ],
@@ -63,8 +65,17 @@ def test_evaluate_prints_table_and_writes_report(pascal_root, perfect_model, tmp
 
 def test_evaluate_bad_root_exits_2_with_one_sentence(perfect_model, tmp_path):
     result = CliRunner().invoke(
-        cli_eval.evaluate_command,
-        ["--model", "clipseg", "--dataset", "pascal_part_116", "--root", str(tmp_path), "--no-progress"],
+        main,
+        [
+            "evaluate",
+            "--model",
+            "clipseg",
+            "--dataset",
+            "pascal_part_116",
+            "--root",
+            str(tmp_path),
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 2
     assert "Error:" in result.output and "Traceback" not in result.output
@@ -74,28 +85,28 @@ def test_evaluate_strict_fails_on_a_broken_file(perfect_model, tmp_path):
     root = write_synthetic("pascal_part_116", tmp_path)
     (root / "annotations_detectron2_obj" / "val" / "2009_000000.png").write_bytes(b"garbage")
     args = ["--model", "clipseg", "--dataset", "pascal", "--root", str(tmp_path), "--no-progress"]
-    relaxed = CliRunner().invoke(cli_eval.evaluate_command, args)
+    relaxed = CliRunner().invoke(main, ["evaluate", *args])
     assert relaxed.exit_code == 0 and "Skipped 1 bad file" in relaxed.output
-    strict = CliRunner().invoke(cli_eval.evaluate_command, [*args, "--strict"])
+    strict = CliRunner().invoke(main, ["evaluate", *args, "--strict"])
     assert strict.exit_code == 2 and "2009_000000.png" in strict.output
 
 
 def test_data_info_and_check(pascal_root, tmp_path):
     runner = CliRunner()
-    info = runner.invoke(cli_eval.data_group, ["info", "ade20k_part_234"])
+    info = runner.invoke(main, ["data", "info", "ade20k_part_234"])
     assert (
         info.exit_code == 0
         and "drive.google.com" in info.output
         and "ade20k_instance_val.json" in info.output
     )
     ok = runner.invoke(
-        cli_eval.data_group,
-        ["check", str(pascal_root), "--dataset", "pascal_part_116", "--split", "all", "--deep"],
+        main,
+        ["data", "check", str(pascal_root), "--dataset", "pascal_part_116", "--split", "all", "--deep"],
     )
     assert ok.exit_code == 0 and "OK" in ok.output
-    bad = runner.invoke(cli_eval.data_group, ["check", str(tmp_path), "--dataset", "partimagenet"])
+    bad = runner.invoke(main, ["data", "check", str(tmp_path), "--dataset", "partimagenet"])
     assert bad.exit_code == 2 and "MISSING" in bad.output and "val.json" in bad.output
-    unknown = runner.invoke(cli_eval.data_group, ["info", "coco"])
+    unknown = runner.invoke(main, ["data", "info", "coco"])
     assert unknown.exit_code == 2 and "Unknown dataset" in unknown.output
 
 
@@ -103,8 +114,9 @@ def test_evaluate_end_to_end_with_tiny_clipseg(pascal_root, tmp_path):
     """The real path: load_model -> Segmenter -> Oracle-Obj on a synthetic Pascal-Part-116 layout."""
     out = tmp_path / "tiny.json"
     result = CliRunner().invoke(
-        cli_eval.evaluate_command,
+        main,
         [
+            "evaluate",
             "--model", "clipseg", "--config", "tiny", "--dataset", "pascal_part_116", "--root", str(pascal_root),
             "--limit", "2", "--out", str(out), "--no-progress",
         ],

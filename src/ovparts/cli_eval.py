@@ -7,30 +7,13 @@ and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .errors import OvpartsError
-
-EXIT_BAD_INPUT = 2
-
-
-def _friendly(command):
-    """Turn ``OvpartsError`` into ``Error: <sentence>`` and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except OvpartsError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper
+EXIT_BAD_INPUT = 2  # same code as ovparts.cli.EXIT_USER_ERROR
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -99,7 +82,6 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     help="Folder for predicted part maps (uint16 PNG, 65535 = no part).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@_friendly
 def evaluate_command(
     model_name: str,
     weights: str | None,
@@ -160,7 +142,6 @@ def data_group() -> None:
 
 @data_group.command("info")
 @click.argument("name")
-@_friendly
 def data_info(name: str) -> None:
     """Print the official download links and the expected layout of a benchmark."""
     from .data import info_text
@@ -173,7 +154,6 @@ def data_info(name: str) -> None:
 @click.option("--dataset", "name", required=True, help="Benchmark name, e.g. pascal_part_116.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "all"]))
 @click.option("--deep", is_flag=True, help="Also decode every label file and check sizes and ids (slower).")
-@_friendly
 def data_check(root: Path, name: str, split: str, deep: bool) -> None:
     """Validate a dataset layout and say what is missing or broken."""
     from .data import check_dataset
