@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -197,7 +198,7 @@ class PartClipSeg(ClipSeg):
         "decoder.reduce_cond_embed.",
     )
 
-    def __init__(self, config: PartClipSegConfig, tokenizer_folder=None) -> None:
+    def __init__(self, config: PartClipSegConfig, tokenizer_folder: str | Path | None = None) -> None:
         if not (config.visual_adapter and config.non_object_embedding):
             raise ValueError("PartCLIPSeg needs visual_adapter=True and non_object_embedding=True.")
         super().__init__(config, tokenizer_folder)
