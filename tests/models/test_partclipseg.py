@@ -358,3 +358,47 @@ def test_official_index_quirk_on_pascal_train():
     # "aeroplane" is object 0; the official text index reads the generalized part at 0, "back"
     assert {layout.texts[i] for i in layout.text_object_index[aeroplane].tolist()} == {"back"}
     assert {layout.texts[i] for i in layout.object_index[aeroplane].tolist()} == {"aeroplane"}
+
+
+class ObjectAwareModel(torch.nn.Module):
+    """Any model whose PartLogits carry object logits: fixed 2x2 logits for 'a: x, y; b: z'."""
+
+    config = None
+
+    def __init__(self, objects, object_background=None):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.objects, self.object_background = objects, object_background
+
+    @property
+    def device(self):
+        return self.anchor.device
+
+    @property
+    def preprocess(self):
+        from ovparts.models.base import Preprocess
+
+        return Preprocess((2, 2))
+
+    def predict(self, pixels, vocab):
+        from ovparts.models.base import PartLogits
+
+        parts = torch.tensor([[[3.0, 0.0], [0.0, 0.0]], [[0.0, 2.0], [0.0, 0.0]], [[1.0, 1.0], [5.0, 0.0]]])
+        return PartLogits(
+            parts=parts[None], objects=self.objects[None], object_background=self.object_background
+        )
+
+
+def test_pred_all_object_gating_is_generic():
+    """Segmenter's Pred-All uses PartLogits.objects for any model, with or without an object background."""
+    vocab = ovparts.Vocabulary.parse("a: x, y; b: z")
+    image = np.zeros((2, 2, 3), np.uint8)
+    objects = torch.tensor([[[2.0, 2.0], [-3.0, -3.0]], [[0.0, 0.0], [1.0, -2.0]]])  # a on top, b bottom-left
+    result = ovparts.Segmenter(ObjectAwareModel(objects))(image, vocab)  # threshold 0.5, no background
+    assert result.object_map.tolist() == [[0, 0], [1, -1]]
+    # pixel (1,0): z scores 5 but only b's parts are allowed there, and z is b's only part; (1,1): no object
+    assert result.part_map.tolist() == [[0, 1], [2, -1]]
+    background = torch.full((1, 1, 2, 2), 10.0)
+    result = ovparts.Segmenter(ObjectAwareModel(objects, background))(image, vocab)
+    assert (result.object_map == -1).all() and (result.part_map == -1).all()
+    assert np.allclose(result.confidence, torch.sigmoid(torch.tensor(10.0)).item())
