@@ -171,6 +171,10 @@ def main() -> None:
             process.start()
             results[variant] = queue.get()
             process.join()
+            row = results[variant]
+            print(
+                f"  {variant}: {row['seconds']:.2f} s, peak +{row['peak_bytes'] / 2**20:.0f} MiB", flush=True
+            )
             outputs[variant] = torch.load(out_file, weights_only=True)
     base = results["ovparts"]
     print(f"{'variant':>15} {'time s':>8} {'peak MiB':>9} {'time x':>7} {'memory x':>9} {'max |diff|':>11}")
