@@ -225,6 +225,10 @@ def test_faithful_training_input_is_bgr():
     std = torch.tensor(model.config.pixel_std).view(1, 3, 1, 1)
     bgr = model.training_pixels((raw - mean) / std)
     torch.testing.assert_close(bgr, (raw.flip(1) - mean) / std)
+    labels = torch.full((1, 64, 64), -1)
+    labels[0, 8:40, 8:40] = 0
+    terms = model.loss(torch.randn(1, 3, 64, 64), ovparts.Vocabulary.parse("cat: ear"), labels, labels, -1)
+    assert torch.isfinite(terms["total"]) and not terms["separation"].requires_grad  # official: no gradient
     model.config.faithful = False
     assert torch.equal(model.training_pixels(raw), raw)
 
@@ -266,10 +270,9 @@ def training_batch(root, model):
     return train, torch.stack(pixels), torch.stack(parts), torch.stack(objects)
 
 
-@pytest.mark.parametrize("faithful", [False, True])
-def test_training_steps_lower_the_loss(pascal_root, faithful):
+def test_training_steps_lower_the_loss(pascal_root):
     torch.manual_seed(0)
-    model = ovparts.load_model("partclipseg", config={"base": "tiny", "faithful": faithful}).train()
+    model = ovparts.load_model("partclipseg", config="tiny").train()
     for p in model.parameters():
         p.requires_grad_(False)
     params = model.trainable_parameters()
@@ -284,7 +287,7 @@ def test_training_steps_lower_the_loss(pascal_root, faithful):
             return model.loss(pixels, vocab, parts, objects, ignore_index=-1)["total"].item()
 
     before = total()
-    for _ in range(6):
+    for _ in range(5):
         terms = model.loss(pixels, vocab, parts, objects, ignore_index=-1)
         assert set(terms) == {"part_object", "part", "object", "separation", "enhancement", "total"}
         optimizer.zero_grad()
