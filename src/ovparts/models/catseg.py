@@ -11,13 +11,15 @@ guidance maps) and can be built from :class:`CatSegHeadConfig` alone, without an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..backbones.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNetConfig
 from ..errors import ConfigError
+from ..templates import IMAGENET_TEMPLATES
 from .catseg_blocks import (
     ClassAggregation,
     CostEmbedding,
@@ -29,6 +31,13 @@ from .catseg_blocks import (
 
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0
+
+# CLIP's pixel statistics in 0-255 units (official CLIP_PIXEL_MEAN / CLIP_PIXEL_STD).
+CLIP_MEAN = (122.7709383, 116.7460125, 104.09373615)
+CLIP_STD = (68.5005327, 66.6321579, 70.3231630)
+
+# The CVPR configs' PROMPT_ENSEMBLE_TYPE "single"; the old version uses the 80 ImageNet templates.
+CATSEG_TEMPLATE = "A photo of a {} in the scene"
 
 
 @dataclass
@@ -92,6 +101,98 @@ class CatSegHeadConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown CAT-Seg head setting(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+
+VARIANTS = ("cvpr", "old")
+TEMPLATE_SETS = ("single", "imagenet")
+
+
+@dataclass
+class CatSegConfig:
+    """Everything needed to build a CAT-Seg model; saved as ``config.json`` next to the weights.
+
+    Attributes
+    ----------
+    variant:
+        ``"cvpr"`` (CVPR 2024 release) or ``"old"`` (arXiv release, the OV-PARTS baseline and PartCATSeg's
+        starting point). It sets the defaults of the switches below, which may also be set one by one.
+    clip:
+        A ``transformers`` ``CLIPConfig`` as a dict (random or converted weights), or a hub id / folder to
+        load pretrained CLIP from.
+    image_size:
+        CLIP input side: 384 for ViT-B/16 and 336 for ViT-L/14 give the 24x24 grid the Swin windows expect.
+    dense_residual:
+        Residual of the value-path last block: ``"cls"`` (CVPR) or ``"token"`` (old).
+    guidance:
+        ``"clip"``: appearance guidance = dense CLIP features, decoder guidance = transposed-conv upsamplings
+        of the ``guidance_layers`` outputs (CVPR). ``"resnet"``: res4 / res3 / res2 of a ResNet on the
+        ImageNet-normalised image (old).
+    templates:
+        ``"single"`` (``CATSEG_TEMPLATE``, P = 1), ``"imagenet"`` (80 templates, each its own cost channel) or
+        an explicit list of templates with ``{}`` for the class name.
+    finetune:
+        Trainable CLIP parameters: ``"qv"`` (CVPR), ``"attention"`` (old), ``"full"`` or ``"none"``.
+    """
+
+    variant: str = "cvpr"
+    clip: dict | str = "openai/clip-vit-base-patch16"
+    image_size: int = 384
+    dense_residual: str = "cls"
+    guidance: str = "clip"
+    guidance_layers: tuple[int, ...] = (3, 7)
+    clip_guidance_dims: tuple[int, int] = (256, 128)
+    resnet: dict | None = None
+    templates: str | tuple[str, ...] = "single"
+    finetune: str = "qv"
+    head: dict = field(default_factory=lambda: CatSegHeadConfig().to_dict())
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    resnet_mean: tuple[float, float, float] = IMAGENET_MEAN
+    resnet_std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                setattr(self, f.name, tuple(value))
+        if isinstance(self.head, CatSegHeadConfig):
+            self.head = self.head.to_dict()
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"Unknown CAT-Seg variant {self.variant!r}; use 'cvpr' or 'old'.")
+        if self.guidance not in ("clip", "resnet"):
+            raise ConfigError(f"Unknown CAT-Seg guidance {self.guidance!r}; use 'clip' or 'resnet'.")
+        if isinstance(self.templates, str) and self.templates not in TEMPLATE_SETS:
+            raise ConfigError(f"Unknown template set {self.templates!r}; use 'single', 'imagenet' or a list.")
+        if self.guidance == "resnet" and self.resnet is None:
+            self.resnet = ResNetConfig().to_dict()
+        head = self.head_config
+        if head.prompts != len(self.template_list):
+            raise ConfigError(
+                f"The head expects {head.prompts} prompt template(s) but {len(self.template_list)} are configured."
+            )
+
+    @property
+    def head_config(self) -> CatSegHeadConfig:
+        return CatSegHeadConfig.from_dict(dict(self.head))
+
+    @property
+    def template_list(self) -> tuple[str, ...]:
+        if self.templates == "single":
+            return (CATSEG_TEMPLATE,)
+        if self.templates == "imagenet":
+            return tuple(IMAGENET_TEMPLATES)
+        return tuple(self.templates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CatSegConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown CAT-Seg setting(s): {', '.join(unknown)}.")
         return cls(**data)
 
 
@@ -243,4 +344,4 @@ class CatSegAggregator(nn.Module):
         return logits
 
 
-__all__ = ["CatSegAggregator", "CatSegHeadConfig", "DROPPED_CLASS_LOGIT"]
+__all__ = ["CATSEG_TEMPLATE", "CatSegAggregator", "CatSegConfig", "CatSegHeadConfig", "DROPPED_CLASS_LOGIT"]
