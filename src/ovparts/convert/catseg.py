@@ -50,7 +50,10 @@ _BLOCK_RULES: tuple[Rule, ...] = (
 
 
 def _blocks(official: str, ours: str) -> tuple[Rule, ...]:
-    return tuple((official + r"\.(?P<layer>\d+)\." + pat, ours + r".\g<layer>." + tpl, op) for pat, tpl, op in _BLOCK_RULES)
+    return tuple(
+        (official + r"\.(?P<layer>\d+)\." + pat, ours + r".\g<layer>." + tpl, op)
+        for pat, tpl, op in _BLOCK_RULES
+    )
 
 
 CLIP_RULES: tuple[Rule, ...] = (
@@ -100,7 +103,11 @@ HEAD_RULES: tuple[Rule, ...] = (
 TOP_RULES: tuple[Rule, ...] = (
     (r"upsample(?P<i>[12])\." + _P, r"clip_guidance.up\g<i>.\g<p>", "copy"),
     (r"backbone\.stem\.conv1\.(?P<rest>weight|norm\.\w+)", r"resnet.stem.\g<rest>", "copy"),
-    (r"backbone\.(?P<rest>res[2-4]\.\d+\.(conv[123]|shortcut)\.(weight|norm\.\w+))", r"resnet.\g<rest>", "copy"),
+    (
+        r"backbone\.(?P<rest>res[2-4]\.\d+\.(conv[123]|shortcut)\.(weight|norm\.\w+))",
+        r"resnet.\g<rest>",
+        "copy",
+    ),
 )
 
 # Keys that mark checkpoints of other methods built on CAT-Seg, with the command that converts them.
@@ -126,12 +133,16 @@ class ConversionResult:
         if self.leftover:
             lines.append(f"{len(self.leftover)} official key(s) not used: {', '.join(self.leftover[:10])}")
         if self.missing:
-            lines.append(f"{len(self.missing)} ovparts key(s) not in the checkpoint: {', '.join(self.missing[:10])}")
+            lines.append(
+                f"{len(self.missing)} ovparts key(s) not in the checkpoint: {', '.join(self.missing[:10])}"
+            )
         lines.extend(self.notes)
         return "\n".join(lines)
 
 
-def _apply_rules(key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str) -> list[tuple[str, Tensor]] | None:
+def _apply_rules(
+    key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str
+) -> list[tuple[str, Tensor]] | None:
     """Map one official tensor through the first matching rule; None if no rule matches."""
     for pattern, template, op in rules:
         m = re.fullmatch(pattern, key)
@@ -148,8 +159,12 @@ def _apply_rules(key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str) 
             return [(target, value.reshape(-1))]
         if op == "split_qkv":
             if value.shape[0] % 3:
-                raise CheckpointError(f"{key} has shape {tuple(value.shape)}, which cannot be split into q, k, v.")
-            return [(target.replace("{qkv}", n), t) for n, t in zip("qkv", value.chunk(3, dim=0), strict=True)]
+                raise CheckpointError(
+                    f"{key} has shape {tuple(value.shape)}, which cannot be split into q, k, v."
+                )
+            return [
+                (target.replace("{qkv}", n), t) for n, t in zip("qkv", value.chunk(3, dim=0), strict=True)
+            ]
         raise AssertionError(f"unknown operation {op}")
     return None
 
@@ -262,7 +277,9 @@ def convert_catseg_state_dict(
     """
     for marker, what in FOREIGN_MARKERS.items():
         if any(k.startswith(marker) or ("." + marker) in k for k in official):
-            raise CheckpointError(f"This is a {what.split(' (')[0]} checkpoint, not CAT-Seg; {what.split('(')[1][:-1]}.")
+            raise CheckpointError(
+                f"This is a {what.split(' (')[0]} checkpoint, not CAT-Seg; {what.split('(')[1][:-1]}."
+            )
     if not any(k.startswith(OFFICIAL_HEAD) for k in official):
         raise CheckpointError(
             "This is not a CAT-Seg checkpoint: it has no 'sem_seg_head.predictor.transformer.*' aggregator weights."
@@ -290,7 +307,9 @@ def convert_catseg_state_dict(
     else:
         config["resnet"] = infer_resnet_config(official)
     if head_cfg["prompts"] not in (1, 80):
-        raise CheckpointError(f"The cost embedding has {head_cfg['prompts']} prompt channels; CAT-Seg uses 1 or 80.")
+        raise CheckpointError(
+            f"The cost embedding has {head_cfg['prompts']} prompt channels; CAT-Seg uses 1 or 80."
+        )
 
     out: dict[str, Tensor] = {}
     leftover: list[str] = []

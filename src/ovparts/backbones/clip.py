@@ -1,0 +1,170 @@
+"""CLIP on top of ``transformers``: cached text embeddings, intermediate image layers, dense patch features.
+
+Every method in ovparts reads CLIP through this class so that (1) a vocabulary is encoded once and reused
+across images, (2) the image is encoded once per image however many classes are asked for, and (3) any
+input size works by interpolating the position table, as CLIPSeg and CAT-Seg both do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
+
+TEXT_BATCH = 256
+
+
+def build_clip(text: dict, vision: dict, projection_dim: int) -> CLIPModel:
+    """A randomly initialised transformers CLIP from plain config dicts (what our config.json stores)."""
+    config = CLIPConfig(text_config=dict(text), vision_config=dict(vision), projection_dim=projection_dim)
+    config._attn_implementation = "sdpa"
+    return CLIPModel(config)
+
+
+class ClipBackbone(nn.Module):
+    """transformers ``CLIPModel`` plus a tokenizer, with the access paths the segmentation heads need."""
+
+    def __init__(self, clip: CLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__()
+        self.clip = clip
+        self.tokenizer = tokenizer
+        self._text_cache: dict[tuple, torch.Tensor] = {}
+        self.text_encoder_calls = 0  # observable by tests: a cached vocabulary must not re-run the encoder
+        layer = clip.vision_model.encoder.layers[0]
+        self._legacy_layers = "causal_attention_mask" in inspect.signature(layer.forward).parameters
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def patch_size(self) -> int:
+        return self.clip.config.vision_config.patch_size
+
+    @property
+    def vision_width(self) -> int:
+        return self.clip.config.vision_config.hidden_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.clip.config.projection_dim
+
+    @property
+    def num_vision_layers(self) -> int:
+        return len(self.clip.vision_model.encoder.layers)
+
+    # ------------------------------------------------------------------ text
+    def _text_version(self) -> int:
+        # In-place optimiser steps bump each tensor's version counter, so a trained text encoder never
+        # serves stale cached embeddings.
+        return (
+            sum(p._version for p in self.clip.text_model.parameters())
+            + self.clip.text_projection.weight._version
+        )
+
+    def encode_text(
+        self,
+        texts: Sequence[str],
+        templates: Sequence[str] | None = None,
+        normalize: bool = False,
+    ) -> torch.Tensor:
+        """Projected text embeddings: (N, D) without templates, (N, T, D) with T templates.
+
+        Results are cached per (texts, templates, normalize) whenever no gradient is being recorded for the
+        text encoder, so encoding a vocabulary happens once per process.
+        """
+        texts = tuple(texts)
+        templates = tuple(templates) if templates is not None else None
+        records_grad = torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.clip.text_model.parameters()
+        )
+        key = (texts, templates, normalize, self._text_version())
+        if not records_grad and key in self._text_cache:
+            return self._text_cache[key].to(self.clip.text_projection.weight.device)
+        prompts = [t.format(text) for text in texts for t in templates] if templates else list(texts)
+        embeddings = self._run_text_encoder(prompts)
+        if normalize:
+            embeddings = F.normalize(embeddings, dim=-1)
+        if templates:
+            embeddings = embeddings.view(len(texts), len(templates), -1)
+        if not records_grad:
+            self._text_cache = {k: v for k, v in self._text_cache.items() if k[3] == key[3]}
+            self._text_cache[key] = embeddings.detach()
+        return embeddings
+
+    def _run_text_encoder(self, prompts: list[str]) -> torch.Tensor:
+        self.text_encoder_calls += 1
+        device = self.clip.text_projection.weight.device
+        max_length = self.clip.config.text_config.max_position_embeddings
+        chunks = []
+        for start in range(0, len(prompts), TEXT_BATCH):
+            tokens = self.tokenizer(
+                prompts[start : start + TEXT_BATCH],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            pooled = self.clip.text_model(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            ).pooler_output
+            chunks.append(self.clip.text_projection(pooled))
+        return torch.cat(chunks)
+
+    # ------------------------------------------------------------------ image
+    def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """(1, 1 + grid_h * grid_w, C): the CLS position kept, the patch table resized bicubically."""
+        table = self.clip.vision_model.embeddings.position_embedding.weight
+        cls_pos, patch_pos = table[:1], table[1:]
+        side = int(math.isqrt(patch_pos.shape[0]))
+        if (grid_h, grid_w) != (side, side):
+            grid = patch_pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+            grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+            patch_pos = grid.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1)
+        return torch.cat([cls_pos, patch_pos]).unsqueeze(0)
+
+    def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Patch + CLS tokens with positions, after CLIP's pre-LayerNorm: hidden state 0."""
+        embeddings = self.clip.vision_model.embeddings
+        weight = embeddings.patch_embedding.weight
+        patches = embeddings.patch_embedding(pixel_values.to(weight.dtype))
+        grid_h, grid_w = patches.shape[-2:]
+        patches = patches.flatten(2).transpose(1, 2)
+        cls = embeddings.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+        tokens = torch.cat([cls, patches], dim=1) + self.position_embedding(grid_h, grid_w).to(patches.dtype)
+        return self.clip.vision_model.pre_layrnorm(tokens)
+
+    def run_layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        layer = self.clip.vision_model.encoder.layers[index]
+        out = layer(hidden, None, None) if self._legacy_layers else layer(hidden, None)
+        return out[0] if isinstance(out, tuple) else out
+
+    def image_hidden_states(self, pixel_values: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """Hidden states with transformers' numbering (0 = embeddings, k = output of block k).
+
+        Only the blocks up to the deepest requested layer run: CLIPSeg needs the 10th of 12 blocks at most.
+        """
+        wanted = sorted(set(layers))
+        if not wanted or wanted[0] < 0 or wanted[-1] > self.num_vision_layers:
+            raise ValueError(f"Layers must lie in 0..{self.num_vision_layers}, got {list(layers)}.")
+        hidden = self.embed_image(pixel_values)
+        states = {0: hidden}
+        for index in range(wanted[-1]):
+            hidden = self.run_layer(index, hidden)
+            states[index + 1] = hidden
+        return [states[i] for i in layers]
+
+    def dense_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) patch tokens of the last layer, post-LayerNorm and projected into the text space."""
+        hidden = self.image_hidden_states(pixel_values, [self.num_vision_layers])[0]
+        grid_h, grid_w = pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
+        tokens = self.clip.visual_projection(self.clip.vision_model.post_layernorm(hidden[:, 1:]))
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid_h, grid_w)
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    """The CLIP BPE tokenizer stored beside a checkpoint (vocab.json + merges.txt or tokenizer.json)."""
+    return AutoTokenizer.from_pretrained(str(folder))

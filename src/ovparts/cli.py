@@ -1,0 +1,170 @@
+"""The `ovparts` command line. Errors a user can fix print one sentence and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import OvpartsError, VocabularyError
+
+EXIT_USER_ERROR = 2
+
+
+class OvpartsGroup(click.Group):
+    """Turns ovparts' typed errors into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OvpartsError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+@click.group(cls=OvpartsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ovparts")
+def main() -> None:
+    """Open-vocabulary part segmentation: label every pixel of an image with parts named in plain text.
+
+    \b
+    Example:
+      ovparts segment photo.jpg --vocab "cat: head, ear, leg, tail" --out out/
+    """
+
+
+def build_vocabulary(vocab: str | None, benchmark: str | None):
+    from .vocabulary import Vocabulary
+
+    if (vocab is None) == (benchmark is None):
+        raise VocabularyError("Give exactly one of --vocab 'dog: head, tail' or --benchmark NAME.")
+    return Vocabulary.parse(vocab) if vocab is not None else Vocabulary.from_benchmark(benchmark)
+
+
+def output_stems(images: tuple[str, ...]) -> list[str]:
+    """File-name stems for outputs, made unique when two inputs share a name."""
+    stems, used = [], set()
+    for image in images:
+        stem, n = Path(image).stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{Path(image).stem}-{n}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
+@click.option(
+    "--benchmark",
+    type=click.Choice(["pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood"]),
+    help="Use a benchmark's whole vocabulary instead of --vocab.",
+)
+@click.option(
+    "--model", "model_name", default="clipseg", show_default=True, help="Method; see `ovparts models`."
+)
+@click.option(
+    "--weights",
+    help="Checkpoint folder or hub id. Default: the method's published weights (clipseg: CIDAS/clipseg-rd64-refined).",
+)
+@click.option(
+    "--config",
+    "config_name",
+    help="Named config for a randomly initialised model (e.g. 'tiny'); testing only.",
+)
+@click.option("--revision", help="Pin a hub revision (commit hash or tag) for --weights.")
+@click.option("--out", "out_dir", default="ovparts-out", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--object-mask",
+    type=click.Path(dir_okay=False),
+    help="PNG of object ids (255 = none) for Oracle-Obj: each pixel may only take parts of its object. One image only.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ...")
+@click.option("--background-threshold", type=float, help="Probability below which a pixel is background.")
+def segment(
+    images: tuple[str, ...],
+    vocab: str | None,
+    benchmark: str | None,
+    model_name: str,
+    weights: str | None,
+    config_name: str | None,
+    revision: str | None,
+    out_dir: str,
+    object_mask: str | None,
+    device: str,
+    background_threshold: float | None,
+) -> None:
+    """Segment IMAGES into parts; writes NAME.parts.png, NAME.overlay.png and NAME.json into --out.
+
+    NAME.parts.png holds part ids (the order of the vocabulary; 255 = no part, or 65535 when there are 255+
+    parts), NAME.overlay.png the photo tinted by part with a legend, NAME.json each part's pixel share and
+    mean probability.
+    """
+    from tqdm import tqdm
+
+    from .imageio import load_image, save_png, save_text
+    from .inference import Segmenter
+    from .models.registry import load_model
+    from .visualize import label_png, overlay
+
+    vocabulary = build_vocabulary(vocab, benchmark)
+    if object_mask is not None and len(images) > 1:
+        raise VocabularyError("--object-mask applies to a single image; run one image at a time with it.")
+    model = load_model(model_name, weights=weights, config=config_name, device=device, revision=revision)
+    segmenter = Segmenter(model, background_threshold=background_threshold)
+    out = Path(out_dir)
+    failures = 0
+    progress = tqdm(
+        list(zip(images, output_stems(images), strict=True)), disable=len(images) < 2, unit="image"
+    )
+    for image_path, stem in progress:
+        try:
+            picture = load_image(image_path)
+            result = segmenter(picture, vocabulary, object_mask=object_mask)
+        except OvpartsError as err:
+            failures += 1
+            tqdm.write(f"Error: {err}", file=sys.stderr)
+            continue
+        report = {
+            "image": str(image_path),
+            "size": [picture.width, picture.height],
+            "model": model_name,
+            "weights": weights or ("random:" + config_name if config_name else "default"),
+            "protocol": result.protocol,
+            "vocabulary": vocabulary.format(),
+            "no_part_share": float((result.part_map < 0).mean()),
+            "parts": result.summary(),
+        }
+        save_png(out / f"{stem}.parts.png", label_png(result.part_map))
+        save_png(out / f"{stem}.overlay.png", overlay(picture, result.part_map, vocabulary))
+        save_text(out / f"{stem}.json", json.dumps(report, indent=2))
+        if len(images) < 2:
+            click.echo(
+                f"Wrote {out / stem}.parts.png, .overlay.png and .json ({len(report['parts'])} parts found)."
+            )
+    if failures:
+        click.echo(
+            f"{failures} of {len(images)} images could not be segmented; see the errors above.", err=True
+        )
+        sys.exit(EXIT_USER_ERROR)
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the available methods and their named configs."""
+    from .models.registry import available_models, model_spec
+
+    for name in available_models():
+        spec = model_spec(name)
+        weights = spec.default_weights or "none published (train or convert)"
+        click.echo(
+            f"{name:14s} {spec.description}\n{'':14s} configs: {', '.join(spec.configs)}; weights: {weights}"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,78 @@
+"""Finding weights: a local folder, the Hugging Face cache, or the hub, with one sentence when none works."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import WeightsNotFoundError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model"]
+
+
+def resolve_weights(weights: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local folder holding ``config.json``; hub ids are looked up in the cache first, then downloaded."""
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise WeightsNotFoundError(
+                f"The folder {str(path)!r} has no config.json, so it is not a checkpoint."
+            )
+        return path
+    if path.is_file():
+        raise WeightsNotFoundError(
+            f"{str(path)!r} is a file; give the checkpoint folder (with config.json), "
+            "or convert an official checkpoint with `ovparts convert`."
+        )
+    text = str(weights)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise WeightsNotFoundError(
+            f"No checkpoint folder at {text!r}, and it is not a hub id like 'org/name'."
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(text, revision=revision, allow_patterns=HUB_PATTERNS, local_files_only=True)
+        )
+    except Exception:  # not cached: try the network below  # noqa: BLE001
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            return Path(snapshot_download(text, revision=revision, allow_patterns=HUB_PATTERNS))
+        except Exception as err:  # noqa: BLE001
+            reason = type(err).__name__
+    raise WeightsNotFoundError(
+        f"Weights {text!r} are not in the Hugging Face cache and could not be downloaded ({reason}); "
+        f"run `huggingface-cli download {text}` on a machine with internet and copy the folder here, "
+        "then pass --weights PATH/TO/FOLDER."
+    )
+
+
+def weight_file(folder: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise WeightsNotFoundError(f"The checkpoint folder {str(folder)!r} has no {' or '.join(WEIGHT_FILES)}.")
+
+
+def load_state_dict(folder: Path) -> dict:
+    """Tensors from a checkpoint folder; pickles are read with ``weights_only=True`` (no code runs)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .errors import CheckpointError
+
+    file = weight_file(folder)
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(str(file))
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(
+            f"The weights file {str(file)!r} could not be read safely ({type(err).__name__}); "
+            "only safetensors and plain tensor checkpoints are accepted."
+        ) from err

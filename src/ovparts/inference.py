@@ -1,0 +1,217 @@
+"""Segmenter: image + vocabulary in, label maps out, for any ovparts model.
+
+Pre-processing follows the checkpoint's convention (``model.preprocess``); logits are brought back to the
+original resolution and reduced to labels class-chunk by class-chunk, so a 234-class vocabulary on a large photo
+never holds a full P x H x W float tensor unless the caller asks for the scores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import MaskError, VocabularyError
+from .imageio import ImageLike, load_image
+from .models.base import PartLogits, PartSegModel
+from .vocabulary import Vocabulary
+
+# Above this many P x H x W elements the full score tensor is not kept unless asked for (256 MB in float32).
+AUTO_KEEP_SCORES_LIMIT = 64_000_000
+UPSAMPLE_CHUNK = 16
+
+
+@dataclass
+class SegmentationResult:
+    """Label maps at the input image's size (after EXIF rotation)."""
+
+    part_map: np.ndarray  # (H, W) int64, -1 = no part, else an index into vocab.parts
+    object_map: np.ndarray  # (H, W) int64, -1 = background, else an index into vocab.objects
+    confidence: np.ndarray  # (H, W) float32 probability of the chosen label (background included)
+    part_scores: np.ndarray | None  # (P, H, W) float32 probabilities, or None when not kept
+    vocabulary: Vocabulary
+    protocol: str  # "pred_all" or "oracle_obj"
+    extras: dict = field(default_factory=dict)
+
+    def summary(self) -> list[dict]:
+        """Per part present: id, name, object, pixel share and mean probability over its pixels."""
+        total = self.part_map.size
+        ids, counts = np.unique(self.part_map[self.part_map >= 0], return_counts=True)
+        sums = np.bincount(self.part_map[self.part_map >= 0], weights=self.confidence[self.part_map >= 0])
+        rows = []
+        for pid, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            part = self.vocabulary.parts[pid]
+            rows.append(
+                {
+                    "id": pid,
+                    "name": part.name,
+                    "object": part.object,
+                    "part": part.part,
+                    "pixels": int(count),
+                    "share": count / total,
+                    "mean_score": float(sums[pid] / count),
+                }
+            )
+        return rows
+
+
+def load_object_mask(
+    mask: str | os.PathLike | np.ndarray, vocab: Vocabulary, size: tuple[int, int]
+) -> np.ndarray:
+    """An (H, W) int64 object-id map; -1, 255 and 65535 mean "no object". ``size`` is (H, W)."""
+    if isinstance(mask, (str, os.PathLike)):
+        path = Path(mask)
+        if not path.is_file():
+            raise MaskError(f"The object mask {str(path)!r} does not exist.")
+        try:
+            with Image.open(path) as image:
+                array = np.array(image)
+        except Exception as err:  # noqa: BLE001
+            raise MaskError(f"The object mask {str(path)!r} is not a readable image.") from err
+        label = repr(str(path))
+    else:
+        array, label = np.asarray(mask), "given"
+    if array.ndim == 3:
+        raise MaskError(
+            f"The object mask {label} has {array.shape[2]} channels; it must be one channel of object ids."
+        )
+    if array.shape != size:
+        raise MaskError(
+            f"The object mask {label} is {array.shape[1]}x{array.shape[0]}, the image {size[1]}x{size[0]}."
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise MaskError(f"The object mask {label} must hold integer object ids, not {array.dtype}.")
+    ids = array.astype(np.int64)
+    ids[(ids == 255) | (ids == 65535) | (ids < 0)] = -1
+    if ids.max(initial=-1) >= len(vocab.objects):
+        raise MaskError(
+            f"The object mask {label} holds id {int(ids.max())}, but the vocabulary has {len(vocab.objects)} objects."
+        )
+    return ids
+
+
+class Segmenter:
+    """Runs a model on images with a vocabulary; Pred-All without an object mask, Oracle-Obj with one.
+
+    Parameters
+    ----------
+    background_threshold:
+        For models without a background channel: a pixel is background where no part's probability
+        reaches it. Defaults to the model config's value (0.5).
+    keep_scores:
+        Keep the (P, H, W) probabilities in the result; ``None`` keeps them while they stay small.
+    """
+
+    def __init__(
+        self,
+        model: PartSegModel,
+        device: str | torch.device | None = None,
+        background_threshold: float | None = None,
+        keep_scores: bool | None = None,
+    ) -> None:
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.device = next(self.model.parameters()).device
+        default = getattr(model.config, "background_threshold", 0.5)
+        self.background_threshold = default if background_threshold is None else background_threshold
+        self.keep_scores = keep_scores
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """(1, 3, h, w) normalised network input: the checkpoint's resize (bilinear, aspect ignored)."""
+        spec = self.model.preprocess
+        resized = image.resize((spec.size[1], spec.size[0]), resample=Image.BILINEAR)
+        array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(spec.mean).view(3, 1, 1)
+        std = torch.tensor(spec.std).view(3, 1, 1)
+        return ((array - mean) / std).unsqueeze(0).to(self.device)
+
+    @torch.inference_mode()
+    def logits(self, image: ImageLike, vocab: Vocabulary) -> PartLogits:
+        return self.model.predict(self.pixel_values(load_image(image)), vocab)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        image: ImageLike,
+        vocab: Vocabulary | str,
+        object_mask: str | os.PathLike | np.ndarray | None = None,
+    ) -> SegmentationResult:
+        if isinstance(vocab, str):
+            vocab = Vocabulary.parse(vocab)
+        if not isinstance(vocab, Vocabulary):
+            raise VocabularyError("The vocabulary must be a Vocabulary or text like 'dog: head, tail'.")
+        picture = load_image(image)
+        size = (picture.height, picture.width)
+        objects = None if object_mask is None else load_object_mask(object_mask, vocab, size)
+        logits = self.model.predict(self.pixel_values(picture), vocab)
+        keep = self.keep_scores
+        if keep is None:
+            keep = len(vocab) * size[0] * size[1] <= AUTO_KEEP_SCORES_LIMIT
+        return self._labels(logits, vocab, size, objects, keep)
+
+    def _probabilities(self, logits: torch.Tensor, size: tuple[int, int], activation: str) -> torch.Tensor:
+        up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)[0]
+        return torch.sigmoid(up) if activation == "sigmoid" else up
+
+    def _labels(
+        self,
+        logits: PartLogits,
+        vocab: Vocabulary,
+        size: tuple[int, int],
+        objects: np.ndarray | None,
+        keep_scores: bool,
+    ) -> SegmentationResult:
+        device = logits.parts.device
+        part_objects = torch.as_tensor(vocab.part_to_object, device=device)
+        object_ids = None if objects is None else torch.as_tensor(objects, device=device)
+        best = torch.full(size, -1.0, device=device)
+        label = torch.full(size, -1, dtype=torch.long, device=device)
+        kept = [] if keep_scores else None
+        activation = logits.activation
+        if activation == "softmax":  # normalise across parts and background before chunking
+            stacked = [logits.parts] + ([logits.background] if logits.background is not None else [])
+            probs = torch.softmax(torch.cat(stacked, dim=1).float(), dim=1)
+            parts_logits, background = probs[:, : len(vocab)], probs[:, len(vocab) :]
+            activation = "identity"
+        else:
+            parts_logits, background = logits.parts, logits.background
+        for start in range(0, len(vocab), UPSAMPLE_CHUNK):
+            scores = self._probabilities(parts_logits[:, start : start + UPSAMPLE_CHUNK], size, activation)
+            if kept is not None:
+                kept.append(scores.cpu())
+            if object_ids is not None:  # Oracle-Obj: a pixel may only take parts of its own object
+                allowed = part_objects[start : start + scores.shape[0], None, None] == object_ids
+                scores = scores.masked_fill(~allowed, -1.0)
+            value, index = scores.max(dim=0)
+            better = value > best
+            best = torch.where(better, value, best)
+            label = torch.where(better, index + start, label)
+        if object_ids is not None:
+            label = torch.where(object_ids >= 0, label, -1)
+            confidence = best.clamp(min=0)
+        elif background is not None:
+            bg = self._probabilities(background, size, activation).max(dim=0).values
+            label = torch.where(bg >= best, -1, label)
+            confidence = torch.maximum(bg, best)
+        else:
+            label = torch.where(best >= self.background_threshold, label, -1)
+            confidence = torch.where(label >= 0, best, 1.0 - best)
+        if object_ids is not None:
+            object_map = object_ids.clone()
+        else:
+            object_map = torch.where(label >= 0, part_objects[label.clamp(min=0)], -1)
+        scores_array = torch.cat(kept).numpy() if kept is not None else None
+        return SegmentationResult(
+            part_map=label.cpu().numpy(),
+            object_map=object_map.cpu().numpy(),
+            confidence=confidence.float().cpu().numpy(),
+            part_scores=scores_array,
+            vocabulary=vocab,
+            protocol="pred_all" if objects is None else "oracle_obj",
+        )

@@ -1,0 +1,408 @@
+"""CLIPSeg (Lüddecke & Ecker, CVPR 2022) as the OV-PARTS part-segmentation baseline.
+
+Reads like the paper's figure: CLIP image encoder (run once per image) -> activations of three layers ->
+light FiLM-conditioned decoder, run for all vocabulary entries in one batch -> one logit map per entry.
+transformers' port re-encodes the image once per prompt; here the class-independent work (CLIP and the three
+768->64 reductions) happens once per image and only the 64-wide decoder runs per class, in bounded chunks.
+Parameter names match ``CLIPSegForImageSegmentation`` so its checkpoints load by a prefix rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
+from ..errors import CheckpointError
+from ..hub import load_state_dict
+from ..templates import TEMPLATE_SETS
+from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
+from ..vocabulary import Vocabulary
+from .base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
+from .registry import register_model
+
+TEXT_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+    "hidden_act",
+    "layer_norm_eps",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+)
+VISION_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_channels",
+    "image_size",
+    "patch_size",
+    "hidden_act",
+    "layer_norm_eps",
+)
+HF_DECODER_KEYS = (
+    "projection_dim",
+    "extract_layers",
+    "reduce_dim",
+    "decoder_num_attention_heads",
+    "decoder_intermediate_size",
+    "conditional_layer",
+    "use_complex_transposed_convolution",
+)
+
+
+@dataclass
+class ClipSegConfig(ModelConfig):
+    text_config: dict[str, Any] = field(default_factory=dict)
+    vision_config: dict[str, Any] = field(default_factory=dict)
+    projection_dim: int = 512
+    extract_layers: list[int] = field(default_factory=lambda: [3, 6, 9])
+    reduce_dim: int = 64
+    decoder_num_attention_heads: int = 4
+    decoder_intermediate_size: int = 2048
+    conditional_layer: int = 0
+    use_complex_transposed_convolution: bool = True
+    image_size: int = 352
+    pixel_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    # "plain" = "dog head" (OV-PARTS), "possessive" = "dog's head"; templates: "none", "single", "imagenet"
+    text_style: str = "plain"
+    templates: str = "none"
+    # OV-PARTS patches: a residual visual adapter on the activations, a learned background ("non-object") vector
+    visual_adapter: bool = False
+    non_object_embedding: bool = False
+    # Without a background vector, a pixel is background where no part's probability reaches this value.
+    background_threshold: float = 0.5
+    # Classes decoded together; bounds memory for large vocabularies without changing the result.
+    class_chunk: int = 32
+    # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
+    tokenizer: str | None = None
+
+
+def _architecture_config(architecture: dict, **extra: Any) -> dict[str, Any]:
+    special = tiny_tokenizer_special_ids()
+    text = {**special, **architecture["text_config"]}
+    values = {k: v for k, v in architecture.items() if k in HF_DECODER_KEYS}
+    return {"text_config": text, "vision_config": dict(architecture["vision_config"]), **values, **extra}
+
+
+CONFIGS = {
+    "default": _architecture_config(RD64_REFINED, tokenizer="tiny"),
+    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=8),
+    "ov-parts": _architecture_config(
+        RD64_REFINED, tokenizer="tiny", visual_adapter=True, non_object_embedding=True
+    ),
+}
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with CLIP's projection names; fused SDPA unless weights are asked for."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(
+        self, x: torch.Tensor, return_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, width = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        weights = None
+        if return_weights:
+            weights = torch.softmax(q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5), dim=-1)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, width)), weights
+
+
+class DecoderMLP(nn.Module):
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Post-norm transformer block (CLIPSeg's decoder differs from CLIP's pre-norm encoder here)."""
+
+    def __init__(self, width: int, heads: int, hidden: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.self_attn = Attention(width, heads)
+        self.layer_norm1 = nn.LayerNorm(width, eps=eps)
+        self.mlp = DecoderMLP(width, hidden)
+        self.layer_norm2 = nn.LayerNorm(width, eps=eps)
+
+    def forward(
+        self, x: torch.Tensor, return_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.self_attn(x, return_weights)
+        x = self.layer_norm1(x + attended)
+        x = self.layer_norm2(x + self.mlp(x))
+        return x, weights
+
+
+def transposed_convolution_head(reduce_dim: int, patch_size: int, complex_head: bool) -> nn.Module:
+    """Token grid -> full-resolution logits; "refined" checkpoints use the conv + two transposed convs."""
+    if not complex_head:
+        return nn.ConvTranspose2d(reduce_dim, 1, patch_size, stride=patch_size)
+    kernel = patch_size // 4
+    return nn.Sequential(
+        nn.Conv2d(reduce_dim, reduce_dim, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(reduce_dim, reduce_dim // 2, kernel_size=kernel, stride=kernel),
+        nn.ReLU(),
+        nn.ConvTranspose2d(reduce_dim // 2, 1, kernel_size=kernel, stride=kernel),
+    )
+
+
+class Adapter(nn.Module):
+    """OV-PARTS visual adapter: a bottleneck MLP mixed in residually (0.8 / 0.2)."""
+
+    def __init__(self, width: int, reduction: int = 4) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(width, width // reduction, bias=False),
+            nn.ReLU(),
+            nn.Linear(width // reduction, width, bias=False),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.8 * x + 0.2 * self.fc(x)
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # (B, N, H, W)
+    features: torch.Tensor | None = None  # (B, N, reduce_dim, h, w) before the transposed convolution
+    attention: torch.Tensor | None = None  # (B, N, heads, L, L) of the last block
+
+
+class ClipSegDecoder(nn.Module):
+    """The CLIPSeg head: builds from its config alone and runs on tensors (activations, conditions)."""
+
+    def __init__(self, config: ClipSegConfig) -> None:
+        super().__init__()
+        vision = config.vision_config
+        self.conditional_layer = config.conditional_layer
+        self.class_chunk = config.class_chunk
+        self.film_mul = nn.Linear(config.projection_dim, config.reduce_dim)
+        self.film_add = nn.Linear(config.projection_dim, config.reduce_dim)
+        self.transposed_convolution = transposed_convolution_head(
+            config.reduce_dim, vision["patch_size"], config.use_complex_transposed_convolution
+        )
+        depth = len(config.extract_layers)
+        self.reduces = nn.ModuleList(
+            [nn.Linear(vision["hidden_size"], config.reduce_dim) for _ in range(depth)]
+        )
+        self.layers = nn.ModuleList(
+            [
+                DecoderLayer(
+                    config.reduce_dim, config.decoder_num_attention_heads, config.decoder_intermediate_size
+                )
+                for _ in range(depth)
+            ]
+        )
+
+    def film(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """(B, L, r) tokens x (B, n, D) conditions -> (B, n, L, r): one FiLM-modulated copy per class."""
+        return self.film_mul(conditions).unsqueeze(2) * x.unsqueeze(1) + self.film_add(conditions).unsqueeze(
+            2
+        )
+
+    def forward(
+        self,
+        activations: list[torch.Tensor],
+        conditions: torch.Tensor,
+        grid: tuple[int, int],
+        return_features: bool = False,
+        return_attention: bool = False,
+    ) -> DecoderOutput:
+        """``activations``: (B, 1+h*w, C) in extract-layer order; ``conditions``: (N, D) or (B, N, D)."""
+        batch = activations[0].shape[0]
+        if conditions.dim() == 2:
+            conditions = conditions.unsqueeze(0).expand(batch, -1, -1)
+        # The reductions and any block before FiLM see no class: run them once per image.
+        reduced = [reduce(a) for a, reduce in zip(reversed(activations), self.reduces, strict=True)]
+        shared = None
+        for index in range(self.conditional_layer):
+            shared = reduced[index] if shared is None else reduced[index] + shared
+            shared = self.layers[index](shared)[0]
+        conditioned = reduced[self.conditional_layer] + (shared if shared is not None else 0)
+        chunk = max(1, self.class_chunk)
+        outputs = [
+            self._decode_classes(
+                reduced, self.film(conditioned, conditions[:, s : s + chunk]), grid, return_attention
+            )
+            for s in range(0, conditions.shape[1], chunk)
+        ]
+        logits = torch.cat([o[0] for o in outputs], dim=1)
+        features = torch.cat([o[1] for o in outputs], dim=1) if return_features else None
+        attention = torch.cat([o[2] for o in outputs], dim=1) if return_attention else None
+        return DecoderOutput(logits, features, attention)
+
+    def _decode_classes(
+        self, reduced: list[torch.Tensor], x: torch.Tensor, grid: tuple[int, int], return_attention: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        batch, n_classes, length, width = x.shape
+        x = x.reshape(batch * n_classes, length, width)
+        last = len(self.layers) - 1
+        weights = None
+        for index in range(self.conditional_layer, len(self.layers)):
+            if index > self.conditional_layer:
+                x = (x.view(batch, n_classes, length, width) + reduced[index].unsqueeze(1)).flatten(0, 1)
+            x, weights = self.layers[index](x, return_weights=return_attention and index == last)
+        features = x[:, 1:].transpose(1, 2).reshape(batch * n_classes, width, *grid)
+        logits = self.transposed_convolution(features).reshape(batch, n_classes, *logits_size(grid, self))
+        features = features.view(batch, n_classes, width, *grid)
+        if weights is not None:
+            weights = weights.view(batch, n_classes, *weights.shape[1:])
+        return logits, features, weights
+
+
+def logits_size(grid: tuple[int, int], decoder: ClipSegDecoder) -> tuple[int, int]:
+    head = decoder.transposed_convolution
+    scale = head.stride[0] if isinstance(head, nn.ConvTranspose2d) else head[2].stride[0] * head[4].stride[0]
+    return grid[0] * scale, grid[1] * scale
+
+
+class ClipSeg(PartSegModel):
+    """CLIPSeg: one logit map per vocabulary entry (+ background with the OV-PARTS non-object vector)."""
+
+    name = "clipseg"
+    config_class = ClipSegConfig
+
+    def __init__(self, config: ClipSegConfig, tokenizer_folder: str | Path | None = None) -> None:
+        super().__init__(config)
+        if tokenizer_folder is None:
+            if config.tokenizer != "tiny":
+                raise CheckpointError(
+                    "This CLIPSeg config needs a tokenizer folder; load it from a checkpoint."
+                )
+            tokenizer_folder = tiny_tokenizer_folder()
+        clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
+        self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
+        self.decoder = ClipSegDecoder(config)
+        vision_width = config.vision_config["hidden_size"]
+        self.visual_adapter = Adapter(vision_width) if config.visual_adapter else None
+        if config.non_object_embedding:
+            self.non_object_embedding = nn.Parameter(
+                torch.randn(1, config.projection_dim) * config.projection_dim**-0.5
+            )
+        else:
+            self.register_parameter("non_object_embedding", None)
+
+    # ------------------------------------------------------------------ inference contract
+    @property
+    def preprocess(self) -> Preprocess:
+        size = self.config.image_size
+        return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
+
+    def text_conditions(self, texts: list[str]) -> torch.Tensor:
+        """(N, D) conditional vectors, averaged over the configured prompt templates."""
+        if self.config.templates == "none":
+            return self.backbone.encode_text(texts)
+        templates = TEMPLATE_SETS[self.config.templates]
+        return self.backbone.encode_text(texts, templates=templates).mean(dim=1)
+
+    def activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        layers = [index + 1 for index in self.config.extract_layers]
+        states = self.backbone.image_hidden_states(pixel_values, layers)
+        if self.visual_adapter is not None:
+            states = [self.visual_adapter(s) for s in states]
+        return states
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        conditions: torch.Tensor,
+        return_features: bool = False,
+        return_attention: bool = False,
+    ) -> DecoderOutput:
+        """Logits (B, N, H, W) for N conditional vectors; the image is encoded once for all of them."""
+        patch = self.backbone.patch_size
+        grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+        return self.decoder(
+            self.activations(pixel_values), conditions, grid, return_features, return_attention
+        )
+
+    def predict(self, pixel_values: torch.Tensor, vocab: Vocabulary) -> PartLogits:
+        conditions = self.text_conditions(vocab.part_texts(self.config.text_style))
+        if self.non_object_embedding is not None:
+            conditions = torch.cat([conditions, self.non_object_embedding.to(conditions.dtype)])
+        logits = self(pixel_values, conditions).logits
+        parts = logits[:, : len(vocab)]
+        background = logits[:, len(vocab) :] if self.non_object_embedding is not None else None
+        return PartLogits(parts=parts, background=background)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_extras(self, folder: Path) -> None:
+        self.backbone.tokenizer.save_pretrained(str(folder))
+
+    @classmethod
+    def _build_for_checkpoint(cls, config: ClipSegConfig, folder: Path) -> ClipSeg:
+        has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
+        return cls(config, tokenizer_folder=folder if has_tokenizer else None)
+
+    @classmethod
+    def _from_foreign(cls, folder: Path, stored: dict[str, Any], overrides: dict[str, Any]) -> ClipSeg:
+        """A transformers ``CLIPSegForImageSegmentation`` folder (e.g. CIDAS/clipseg-rd64-refined)."""
+        if stored.get("model_type") != "clipseg":
+            raise CheckpointError(
+                f"The checkpoint in {str(folder)!r} is neither an ovparts nor a transformers CLIPSeg checkpoint."
+            )
+        config = ClipSegConfig.from_dict({**config_from_hf(stored), **overrides})
+        model = cls._build_for_checkpoint(config, folder)
+        state = hf_state_dict_to_ovparts(load_state_dict(folder))
+        optional = ("visual_adapter.", "non_object_embedding")
+        model.load_checked_state_dict(state, source=str(folder), allow_missing=optional)
+        return model.eval()
+
+
+def config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+    """Our config fields from a transformers CLIPSeg config.json."""
+    text = {k: v for k, v in hf.get("text_config", {}).items() if k in TEXT_KEYS}
+    vision = {k: v for k, v in hf.get("vision_config", {}).items() if k in VISION_KEYS}
+    values = {k: hf[k] for k in HF_DECODER_KEYS if k in hf}
+    return {"text_config": text, "vision_config": vision, **values}
+
+
+def hf_state_dict_to_ovparts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``clip.*`` -> ``backbone.clip.*``; decoder names are shared; index buffers are rebuilt, not loaded."""
+    mapped = {}
+    for key, tensor in state.items():
+        if key.endswith("position_ids"):
+            continue
+        mapped[f"backbone.{key}" if key.startswith("clip.") else key] = tensor
+    return mapped
+
+
+register_model(
+    "clipseg",
+    ClipSeg,
+    CONFIGS,
+    default_weights="CIDAS/clipseg-rd64-refined",
+    description="CLIPSeg rd64-refined (Lüddecke & Ecker, CVPR 2022), the OV-PARTS baseline.",
+)

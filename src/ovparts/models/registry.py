@@ -1,0 +1,108 @@
+"""Model names -> classes and named configs (timm-style), and the one factory users call: `load_model`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, UnknownModelError
+from .base import PartSegModel
+
+# Modules that register built-in models when imported; a new method adds its module here.
+BUILTIN_MODULES = ("ovparts.models.clipseg",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cls: type[PartSegModel]
+    configs: dict[str, dict[str, Any]]
+    default_weights: str | None
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    cls: type[PartSegModel],
+    configs: dict[str, dict[str, Any]],
+    default_weights: str | None = None,
+    description: str = "",
+) -> None:
+    if "default" not in configs:
+        raise ValueError(f"Model {name!r} must register a 'default' config.")
+    _REGISTRY[name] = ModelSpec(cls, configs, default_weights, description)
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        import_module(module)
+
+
+def available_models() -> list[str]:
+    """Names accepted by `load_model` and `--model`."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"Unknown model {name!r}; available models: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[name]
+
+
+def resolve_config(spec: ModelSpec, name: str, config: str | os.PathLike | dict | None) -> dict[str, Any]:
+    """A named config, a JSON file, or a dict of overrides on top of the default config."""
+    if config is None:
+        return dict(spec.configs["default"])
+    if isinstance(config, dict):
+        base = config.get("base", "default")
+        overrides = {k: v for k, v in config.items() if k != "base"}
+        return {**resolve_config(spec, name, base), **overrides}
+    text = str(config)
+    if text in spec.configs:
+        return dict(spec.configs[text])
+    if text.endswith(".json"):
+        try:
+            values = json.loads(Path(text).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"The config file {text!r} could not be read as JSON.") from err
+        values.pop("ovparts_model", None)
+        return values
+    raise ConfigError(f"Unknown config {text!r} for {name}; named configs: {', '.join(spec.configs)}.")
+
+
+def load_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    config: str | os.PathLike | dict | None = None,
+    device: str = "cpu",
+    revision: str | None = None,
+) -> PartSegModel:
+    """Build a model by name.
+
+    ``weights``: a checkpoint folder or hub id. With no weights and no config, the method's published
+    weights are used where it has some; ``config="tiny"`` (or any named config / dict) builds a randomly
+    initialised model instead. With weights, a dict ``config`` overrides inference options such as
+    ``class_chunk``.
+    """
+    spec = model_spec(name)
+    if weights is None and config is None and spec.default_weights:
+        weights = spec.default_weights
+    if weights is not None:
+        overrides = config if isinstance(config, dict) else None
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(
+                "With --weights, give config overrides as a dict (the checkpoint has its own config)."
+            )
+        model = spec.cls.from_pretrained(weights, overrides=overrides, revision=revision)
+    else:
+        values = resolve_config(spec, name, config)
+        model = spec.cls(spec.cls.config_class.from_dict(values))
+    return model.to(device).eval()
