@@ -25,9 +25,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..backbones.clip_dense import default_guidance_layers
 from ..errors import CheckpointError
+from ..models.catseg_blocks import shifted_window_mask
+
+# Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
+DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
 
 CLIP_PREFIX = "backbone.clip."
+# OpenAI CLIP's BPE: <|startoftext|>, <|endoftext|> (also used for padding by the transformers tokenizer).
+OPENAI_SPECIAL_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
 HEAD_PREFIX = "head."
 
 OFFICIAL_CLIP = "sem_seg_head.predictor.clip_model."
@@ -110,10 +117,10 @@ TOP_RULES: tuple[Rule, ...] = (
     ),
 )
 
-# Keys that mark checkpoints of other methods built on CAT-Seg, with the command that converts them.
+# Key fragments that mark checkpoints of methods built on CAT-Seg: (method, converter command).
 FOREIGN_MARKERS = {
-    "layers_specific_part.": "PartCATSeg (use `ovparts convert partcatseg`)",
-    "backbone.dinov2.": "PartCATSeg (use `ovparts convert partcatseg`)",
+    "layers_specific_part.": ("PartCATSeg", "ovparts convert partcatseg"),
+    "backbone.dinov2.": ("PartCATSeg", "ovparts convert partcatseg"),
 }
 
 
@@ -211,6 +218,7 @@ def infer_clip_config(clip: Mapping[str, Tensor], vision_heads: int | None, text
             "num_attention_heads": text_heads or max(twidth // 64, 1),
             "vocab_size": vocab,
             "max_position_embeddings": context,
+            **OPENAI_SPECIAL_IDS,
             "hidden_act": "quick_gelu",
             "projection_dim": projection,
         },
@@ -275,10 +283,10 @@ def convert_catseg_state_dict(
     Pure: reads tensors, returns new tensors (float32) and the config; nothing is loaded or saved. Raises
     :class:`CheckpointError` with one sentence when the dict is not a CAT-Seg checkpoint or shapes disagree.
     """
-    for marker, what in FOREIGN_MARKERS.items():
+    for marker, (method, command) in FOREIGN_MARKERS.items():
         if any(k.startswith(marker) or ("." + marker) in k for k in official):
             raise CheckpointError(
-                f"This is a {what.split(' (')[0]} checkpoint, not CAT-Seg; {what.split('(')[1][:-1]}."
+                f"This is a {method} checkpoint, not a CAT-Seg one; convert it with `{command}`."
             )
     if not any(k.startswith(OFFICIAL_HEAD) for k in official):
         raise CheckpointError(
@@ -289,27 +297,28 @@ def convert_catseg_state_dict(
     head_cfg = infer_head_config(head_sd)
     clip_cfg = infer_clip_config(clip_sd, vision_heads, text_heads)
     vision = clip_cfg["vision_config"]
-    from ..backbones.clip_dense import default_guidance_layers  # noqa: PLC0415  (light, but keeps import order clear)
-
-    config: dict = {
-        "variant": variant,
-        "clip": clip_cfg,
-        "image_size": head_cfg_grid(official, vision["patch_size"]),
-        "dense_residual": "cls" if variant == "cvpr" else "token",
-        "guidance": "clip" if variant == "cvpr" else "resnet",
-        "guidance_layers": default_guidance_layers(vision["num_hidden_layers"]),
-        "templates": "single" if head_cfg["prompts"] == 1 else "imagenet",
-        "finetune": "qv" if variant == "cvpr" else "attention",
-        "head": head_cfg,
-    }
-    if variant == "cvpr":
-        config["clip_guidance_dims"] = tuple(_shape(official, f"upsample{i}.weight")[1] for i in (1, 2))
-    else:
-        config["resnet"] = infer_resnet_config(official)
     if head_cfg["prompts"] not in (1, 80):
         raise CheckpointError(
             f"The cost embedding has {head_cfg['prompts']} prompt channels; CAT-Seg uses 1 or 80."
         )
+    config: dict = {
+        "variant": variant,
+        **clip_cfg,
+        "image_size": clip_input_size(official, vision["patch_size"]),
+        "dense_residual": "cls" if variant == "cvpr" else "token",
+        "guidance": "clip" if variant == "cvpr" else "resnet",
+        "guidance_layers": list(default_guidance_layers(vision["num_hidden_layers"]))
+        if variant == "cvpr"
+        else [],
+        "templates": "catseg" if head_cfg["prompts"] == 1 else "imagenet",
+        "finetune": "qv" if variant == "cvpr" else "attention",
+        "head": {k: v for k, v in head_cfg.items() if k not in DERIVED_HEAD_FIELDS},
+        "tokenizer": None,
+    }
+    if variant == "cvpr":
+        config["clip_guidance_dims"] = [_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
+    else:
+        config["resnet"] = infer_resnet_config(official)
 
     out: dict[str, Tensor] = {}
     leftover: list[str] = []
@@ -332,10 +341,37 @@ def convert_catseg_state_dict(
             continue
         for target, tensor in mapped:
             out[target] = tensor.contiguous()
-    return ConversionResult(out, config, variant, sorted(leftover), [], notes)
+    leftover += _check_against_model(out, config)
+    expected = expected_shapes(config)
+    missing = sorted(k for k in expected if k not in out)
+    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
 
 
-def head_cfg_grid(official: Mapping[str, Tensor], patch: int) -> int:
+def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the ovparts CAT-Seg state dict for a config (built on the meta device: no memory)."""
+    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
+
+    with torch.device("meta"):
+        model = CatSeg(CatSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
+    """Drop (and return) produced keys the model does not have; refuse tensors whose shape is wrong."""
+    expected = expected_shapes(config)
+    unknown = [k for k in out if k not in expected]
+    for key in unknown:
+        del out[key]
+    for key, tensor in out.items():
+        if tuple(tensor.shape) != expected[key]:
+            raise CheckpointError(
+                f"The converted tensor {key} has shape {tuple(tensor.shape)}, but the architecture read from the "
+                f"checkpoint needs {expected[key]}; the file is not a consistent CAT-Seg checkpoint."
+            )
+    return unknown
+
+
+def clip_input_size(official: Mapping[str, Tensor], patch: int) -> int:
     """CLIP input side: the aggregator's feature grid (from the Swin mask, else 24) times the patch size."""
     mask_key = next((k for k in official if k.endswith("block_2.attn_mask")), None)
     if mask_key is None:
@@ -346,8 +382,6 @@ def head_cfg_grid(official: Mapping[str, Tensor], patch: int) -> int:
 
 
 def _check_mask(key: str, mask: Tensor, window: int) -> list[str]:
-    from ..models.catseg_blocks import shifted_window_mask  # noqa: PLC0415
-
     windows = mask.shape[0]
     side = round(windows**0.5) * window
     ours = shifted_window_mask(side, side, window, window // 2)
@@ -373,3 +407,70 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     if not isinstance(data, Mapping) or not any(isinstance(v, Tensor) for v in data.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors.")
     return dict(data)
+
+
+DEFAULT_TOKENIZER = "openai/clip-vit-base-patch16"  # OpenAI's BPE, the one every CAT-Seg release uses
+
+
+def with_tokenizer_ids(config: dict, tokenizer_folder: str | os.PathLike) -> dict:
+    """The config with the text encoder's BOS / EOS / PAD ids taken from the tokenizer that will be used.
+
+    transformers pools the text at the first EOS id, so it must agree with the tokenizer (OpenAI's BPE:
+    49406 / 49407; the tests' tiny tokenizer differs).
+    """
+    from ..backbones.clip import load_tokenizer  # noqa: PLC0415
+
+    tok = load_tokenizer(tokenizer_folder)
+    ids = {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    return {
+        **config,
+        "text_config": {**config["text_config"], **{k: v for k, v in ids.items() if v is not None}},
+    }
+
+
+def resolve_tokenizer_folder(tokenizer: str | os.PathLike) -> str:
+    """A folder with CLIP tokenizer files: a local folder as given, or a hub id from the cache / hub."""
+    from ..hub import resolve_weights  # noqa: PLC0415
+
+    path = os.path.expanduser(os.fspath(tokenizer))
+    if os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json")
+    ):
+        return path
+    folder = resolve_weights(tokenizer)
+    if not any((folder / n).is_file() for n in ("vocab.json", "tokenizer.json")):
+        raise CheckpointError(
+            f"{tokenizer} has no CLIP tokenizer files (vocab.json + merges.txt or tokenizer.json)."
+        )
+    return str(folder)
+
+
+def convert_catseg_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tokenizer: str | os.PathLike = DEFAULT_TOKENIZER,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+) -> ConversionResult:
+    """Read an official ``.pth``, convert it, and save an ovparts checkpoint folder (with the tokenizer).
+
+    Refuses (one sentence, :class:`CheckpointError`) when any ovparts weight would be left uninitialised.
+    """
+    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415
+
+    result = convert_catseg_state_dict(load_official_checkpoint(checkpoint), vision_heads, text_heads)
+    if result.missing:
+        raise CheckpointError(
+            f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
+            f"(e.g. {result.missing[0]}); it may be truncated or from another method."
+        )
+    folder = resolve_tokenizer_folder(tokenizer)
+    result.config = with_tokenizer_ids(result.config, folder)
+    model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)
+    model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
+    model.save_pretrained(out_dir)
+    return result

@@ -1,0 +1,1 @@
+"""Converters from official checkpoints to ovparts checkpoints (safetensors + config.json)."""
