@@ -64,7 +64,7 @@ def test_every_key_maps_and_the_config_is_read_from_shapes(converted):
             "imagenet",
             "attention",
         )
-        assert head.pad_len == 0 and head.prompts == 80 and cfg.resnet["blocks"] == (1, 2, 1)
+        assert head.pad_len == 0 and head.prompts == 80 and cfg.resnet["blocks"] == [1, 2, 1]
     assert head.window == 2
     # the official tensors arrive unchanged where no layout change is needed
     assert torch.equal(

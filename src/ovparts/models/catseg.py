@@ -350,6 +350,14 @@ TINY_HEAD = {
 }
 
 
+def _as_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
+
+
 def _aggregator_sizes(**changes: Any) -> dict[str, Any]:
     values = {k: v for k, v in CatSegHeadConfig().to_dict().items() if k not in DERIVED_HEAD_FIELDS}
     return {**values, **changes}
@@ -421,6 +429,18 @@ class CatSegConfig(ModelConfig):
         if self.guidance == "resnet" and self.resnet is None:
             self.resnet = ResNetConfig().to_dict()
         self.head = {k: v for k, v in dict(self.head).items() if k not in DERIVED_HEAD_FIELDS}
+        # JSON form (lists, not tuples) so that a saved and reloaded config compares equal
+        for name in (
+            "head",
+            "resnet",
+            "text_config",
+            "vision_config",
+            "guidance_layers",
+            "clip_guidance_dims",
+        ):
+            setattr(self, name, _as_json(getattr(self, name)))
+        if not isinstance(self.templates, str):
+            self.templates = list(self.templates)
         self.head_config  # validates the sizes  # noqa: B018
 
     @property
