@@ -84,7 +84,7 @@ class ClipSegConfig(ModelConfig):
     # Without a background vector, a pixel is background where no part's probability reaches this value.
     background_threshold: float = 0.5
     # Classes decoded together; bounds memory for large vocabularies without changing the result.
-    class_chunk: int = 32
+    class_chunk: int = 16
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 
@@ -141,7 +141,7 @@ class DecoderMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(x)))
+        return self.fc2(F.relu(self.fc1(x), inplace=True))
 
 
 class DecoderLayer(nn.Module):
