@@ -144,3 +144,15 @@ def test_guided_up_doubles_resolution():
     assert out.shape == (3, 16, 10, 10)
     with pytest.raises(ConfigError):
         GuidedUp(32, 24, 8)
+
+
+def test_class_aggregation_pixel_slices_give_the_same_result():
+    layer = ClassAggregation(dim=16, guidance_dim=8, heads=2, pad_len=9)
+    with torch.no_grad():
+        layer.pad_token.normal_()
+        layer.pad_guidance.normal_()
+    x, g = torch.randn(2, 16, 6, 4, 4), torch.randn(2, 6, 8)
+    for pool in ((1, 1), (2, 2)):
+        whole = layer(x, g, pool)
+        for chunk in (1, 4):
+            assert torch.allclose(layer(x, g, pool, class_chunk=chunk), whole, atol=1e-5)

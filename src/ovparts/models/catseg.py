@@ -135,7 +135,7 @@ class CatSegLayer(nn.Module):
         class_chunk: int | None,
     ) -> Tensor:
         x = self.spatial(x, appearance, class_chunk)
-        return self.classes(x, text, pool)
+        return self.classes(x, text, pool, class_chunk)
 
 
 class CatSegAggregator(nn.Module):

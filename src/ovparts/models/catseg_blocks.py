@@ -298,8 +298,18 @@ class ClassAggregation(nn.Module):
             nn.Parameter(torch.zeros(guidance_dim)) if pad_len > 0 and guidance_dim > 0 else None
         )
 
-    def forward(self, x: Tensor, guidance: Tensor | None, pool: tuple[int, int] = (1, 1)) -> Tensor:
-        """``x`` (B, C, T, H, W), ``guidance`` (B, T, G) or None -> (B, C, T, H, W)."""
+    def forward(
+        self,
+        x: Tensor,
+        guidance: Tensor | None,
+        pool: tuple[int, int] = (1, 1),
+        class_chunk: int | None = None,
+    ) -> Tensor:
+        """``x`` (B, C, T, H, W), ``guidance`` (B, T, G) or None -> (B, C, T, H, W).
+
+        The layer mixes classes but never pixels, so with ``class_chunk`` it runs on slices of pixels holding
+        about ``class_chunk`` classes' worth of tokens; the result is the same.
+        """
         b, c, t, h, w = x.shape
         pooled = x
         if tuple(pool) != (1, 1):
@@ -309,15 +319,24 @@ class ClassAggregation(nn.Module):
         tokens = pooled.permute(0, 3, 4, 2, 1).reshape(b * hp * wp, t, c)  # (B*h*w, T, C)
         g = guidance
         extra = self.pad_len - t if self.pad_token is not None else 0
-        if extra > 0:
-            tokens = torch.cat([tokens, self.pad_token.expand(tokens.shape[0], extra, c)], dim=1)
-            if g is not None and self.pad_guidance is not None:
-                g = torch.cat([g, self.pad_guidance.expand(b, extra, -1)], dim=1)
-        if g is not None:
-            g = g.unsqueeze(1).expand(-1, hp * wp, -1, -1).reshape(b * hp * wp, g.shape[1], -1)
-        tokens = tokens + self.attn(self.norm1(tokens), g)
-        tokens = tokens + self.mlp(self.norm2(tokens))
-        tokens = tokens[:, :t]
+        if extra > 0 and g is not None and self.pad_guidance is not None:
+            g = torch.cat([g, self.pad_guidance.expand(b, extra, -1)], dim=1)
+        owner = torch.arange(tokens.shape[0], device=x.device) // (hp * wp)  # batch item of each pixel row
+
+        def run(rows: Tensor, index: Tensor) -> Tensor:
+            if extra > 0:
+                rows = torch.cat([rows, self.pad_token.expand(rows.shape[0], extra, c)], dim=1)
+            rows = rows + self.attn(self.norm1(rows), None if g is None else g[index])
+            rows = rows[:, :t]  # padding classes only matter inside the attention
+            return rows + self.mlp(self.norm2(rows))
+
+        if class_chunk and 0 < class_chunk < t:
+            step = max(1, tokens.shape[0] * class_chunk // t)
+            tokens = torch.cat(
+                [run(r, o) for r, o in zip(tokens.split(step), owner.split(step), strict=True)]
+            )
+        else:
+            tokens = run(tokens, owner)
         y = tokens.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)  # (B, T, C, h, w)
         if (hp, wp) != (h, w):
             y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)
