@@ -166,5 +166,14 @@ def list_models() -> None:
         )
 
 
+def _register_commands() -> None:
+    from .cli_eval import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

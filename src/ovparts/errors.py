@@ -36,3 +36,7 @@ class ConfigError(OvpartsError, ValueError):
 
 class MaskError(OvpartsError, ValueError):
     """An object mask does not fit the image or the vocabulary."""
+
+
+class DatasetError(OvpartsError, ValueError):
+    """A dataset file is missing, unreadable or disagrees with the benchmark's class table."""
