@@ -168,8 +168,9 @@ def list_models() -> None:
 
 def _register_commands() -> None:
     from .cli_eval import COMMANDS
+    from .convert.cli import convert_group
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, convert_group):
         main.add_command(command)
 
 
