@@ -161,7 +161,10 @@ def build_ui(service: svc.SegmentService, workdir: Path) -> gr.Blocks:
     """The Blocks page; mount it with ``gradio.mount_gradio_app`` (``create_app`` does)."""
     page = Page(service, workdir / "results")
     examples = write_examples(workdir / "examples")
-    with gr.Blocks(title="ovparts: part segmentation", analytics_enabled=False) as demo:
+    # delete_cache: Gradio keeps a copy of every served file; drop those older than an hour, hourly.
+    with gr.Blocks(
+        title="ovparts: part segmentation", analytics_enabled=False, delete_cache=(3600, 3600)
+    ) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
