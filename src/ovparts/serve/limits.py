@@ -129,10 +129,15 @@ def check_vocabulary(vocab: Vocabulary, limits: Limits) -> Vocabulary:
     for name in (*vocab.objects, *(part.part for part in vocab.parts)):
         if len(name) > limits.max_name_length:
             raise VocabularyError(
-                f"The name {name[:40]!r}... is {len(name)} characters, more than the limit of "
+                f"The name {shown(name)!r} is {len(name)} characters, more than the limit of "
                 f"{limits.max_name_length}."
             )
     return vocab
+
+
+def shown(name: str, width: int = 40) -> str:
+    """A name short enough to quote in an error sentence."""
+    return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
 def parse_vocabulary(text: str | None, benchmark: str | None, limits: Limits) -> Vocabulary:
