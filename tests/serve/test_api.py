@@ -164,7 +164,9 @@ def test_unusable_options_are_422(client, chelsea_jpeg, fields, words):
 
 def test_unreadable_images_are_422(client, chelsea_jpeg):
     assert_refused(post_image(client, b"not an image at all", vocabulary="cat: head"), 422, "not an image")
-    assert_refused(post_image(client, chelsea_jpeg[: len(chelsea_jpeg) // 2], vocabulary="cat: head"), 422, "truncated")
+    assert_refused(
+        post_image(client, chelsea_jpeg[: len(chelsea_jpeg) // 2], vocabulary="cat: head"), 422, "truncated"
+    )
     assert_refused(post_image(client, b"", vocabulary="cat: head"), 422, "empty")
     bad64 = client.post("/v1/segment", json={"image": "%%%not base64", "vocabulary": "cat: head"})
     assert_refused(bad64, 422, "base64")
