@@ -261,8 +261,10 @@ def serve(
         raise ConfigError(
             f"ovparts serve needs the demo extra ({err.name} is missing): pip install 'ovparts[demo]'."
         ) from err
-    from .models.registry import load_model
+    from .models.registry import load_model, model_spec
 
+    for name in model_names:  # every name checked before the first (slow) load
+        model_spec(name)
     if weights_list and len(weights_list) != len(model_names):
         raise ConfigError(f"Give one --weights per --model ({len(model_names)}), or none for the defaults.")
     if len(set(model_names)) != len(model_names):
