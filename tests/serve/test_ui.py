@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def test_pred_all_fills_every_output(page, chelsea):
     label_path, json_path = files
     label = np.array(Image.open(label_path))
     assert label.shape == chelsea.shape[:2]
-    report = json.loads(open(json_path, encoding="utf-8").read())
+    report = json.loads(Path(json_path).read_text(encoding="utf-8"))
     assert [p["name"] for p in report["parts"]] == names
     assert sum(row[1] for row in table) == int((label != 255).sum())
     assert "Pred-All" in status

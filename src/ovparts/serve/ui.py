@@ -196,6 +196,7 @@ def build_ui(service: svc.SegmentService, workdir: Path) -> gr.Blocks:
                         step=0.01,
                         label="Background threshold",
                         info="Below this probability a pixel is no part (models without a background class).",
+                        elem_id="threshold",
                     )
                 run = gr.Button("Segment", variant="primary", elem_id="segment")
                 gr.Examples(examples, inputs=[image, vocabulary], label="Examples (scikit-image photos)")
