@@ -78,7 +78,7 @@ def create_app(
         allowed_paths=[str(folder)],
         ssr_mode=False,
         theme=THEME,
-        footer_links=["api"],
+        footer_links=[],  # Gradio's own API page would compete with the documented /docs
     )
 
 

@@ -41,6 +41,7 @@ EXAMPLES = {
 INTRO = """# ovparts: open-vocabulary part segmentation
 Upload a photo (or pick an example below), name the parts to find as text, and press **Segment**.
 Write the vocabulary as `object: part, part; object: part`, e.g. `cat: head, ear, tail; dog: head, leg`.
+Scripts can use the same models through the JSON API: see [/docs](/docs).
 """
 
 ORACLE_HELP = (
