@@ -23,9 +23,9 @@ def page(tiny_clipseg, tmp_path_factory):
     service.gate.shutdown()
 
 
-def test_pred_all_fills_every_output(page, chelsea):
+def test_pred_all_fills_every_output(page, chelsea, chelsea_path):
     annotated, table, files, status = page.run(
-        chelsea, "cat: head, tail", TYPED, PRED_ALL, "", 0.0, "clipseg"
+        str(chelsea_path), "cat: head, tail", TYPED, PRED_ALL, "", 0.0, "clipseg"
     )
     base, annotations = annotated.value["image"], annotated.value["annotations"]
     assert base is not None and annotations
@@ -40,15 +40,17 @@ def test_pred_all_fills_every_output(page, chelsea):
     assert "Pred-All" in status
 
 
-def test_oracle_obj_keeps_to_the_named_object(page, chelsea):
+def test_oracle_obj_keeps_to_the_named_object(page, chelsea, chelsea_path):
     vocab = "cat: head, tail; dog: head, leg"
-    _, table, _, status = page.run(chelsea, vocab, TYPED, ORACLE_OBJ, "dog", 0.0, "clipseg")
+    _, table, _, status = page.run(str(chelsea_path), vocab, TYPED, ORACLE_OBJ, "dog", 0.0, "clipseg")
     assert table and all(row[0].startswith("dog's") for row in table)
     assert "Oracle-Obj" in status
 
 
-def test_benchmark_vocabulary_overrides_the_text(page, chelsea):
-    _, table, _, _ = page.run(chelsea, "this text is ignored", "partimagenet", PRED_ALL, "", 0.0, "clipseg")
+def test_benchmark_vocabulary_overrides_the_text(page, chelsea, chelsea_path):
+    _, table, _, _ = page.run(
+        str(chelsea_path), "this text is ignored", "partimagenet", PRED_ALL, "", 0.0, "clipseg"
+    )
     from ovparts import Vocabulary
 
     names = set(Vocabulary.from_benchmark("partimagenet").names)
@@ -64,20 +66,20 @@ def test_benchmark_vocabulary_overrides_the_text(page, chelsea):
         ("chelsea", "cat: head", ORACLE_OBJ, "horse", "'horse'"),
     ],
 )
-def test_mistakes_become_one_sentence_toasts(page, chelsea, image, vocab, protocol, obj, words):
-    picture = chelsea if image == "chelsea" else None
+def test_mistakes_become_one_sentence_toasts(page, chelsea_path, image, vocab, protocol, obj, words):
+    picture = str(chelsea_path) if image == "chelsea" else None
     with pytest.raises(gr.Error) as raised:
         page.run(picture, vocab, TYPED, protocol, obj, 0.5, "clipseg")
     assert words in raised.value.message
 
 
-def test_pixel_limit_applies_to_the_page(tiny_clipseg, tmp_path, chelsea):
+def test_pixel_limit_applies_to_the_page(tiny_clipseg, tmp_path, chelsea_path):
     from ovparts.serve import Limits
 
     service = SegmentService([ServedModel("clipseg", tiny_clipseg)], Limits(max_pixels=1000))
     try:
         with pytest.raises(gr.Error) as raised:
-            Page(service, tmp_path).run(chelsea, "cat: head", TYPED, PRED_ALL, "", 0.5, "clipseg")
+            Page(service, tmp_path).run(str(chelsea_path), "cat: head", TYPED, PRED_ALL, "", 0.5, "clipseg")
         assert "limit of 1000 pixels" in raised.value.message
     finally:
         service.gate.shutdown()

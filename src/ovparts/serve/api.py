@@ -8,7 +8,6 @@ gate's model threads, so the limits bound the whole cost of a request, not only 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import time
@@ -28,9 +27,6 @@ from . import service as svc
 from .limits import (
     InvalidRequest,
     Limits,
-    TimedOut,
-    TooLarge,
-    check_image_bytes,
     parse_vocabulary,
     status_for,
 )
@@ -222,8 +218,6 @@ def build_router(service: svc.SegmentService) -> APIRouter:
     async def segment(request: Request) -> JSONResponse:
         started = time.perf_counter()
         options, image_bytes, mask_bytes = await read_segment_request(request, limits)
-        if len(image_bytes) > limits.max_upload_bytes:
-            raise TooLarge(f"The image is more than the limit of {limits.max_upload_bytes} bytes.")
         vocabulary = parse_vocabulary(options.vocabulary, options.benchmark, limits)
         oracle = options.object is not None or mask_bytes is not None
         protocol = options.protocol or ("oracle_obj" if oracle else "pred_all")
@@ -233,30 +227,21 @@ def build_router(service: svc.SegmentService) -> APIRouter:
             )
         if protocol == "pred_all" and oracle:
             raise MaskError("Pred-All takes no object or object mask; drop them or ask for oracle_obj.")
-        served = service.served(options.model)
+        request_ = svc.Request(
+            image_bytes,
+            vocabulary,
+            model=options.model,
+            object_name=options.object,
+            object_mask=mask_bytes,
+            background_threshold=options.background_threshold,
+        )
+        name = service.served(options.model).name
 
-        def work() -> dict:
-            image = check_image_bytes(image_bytes, limits)
-            size = (image.height, image.width)
-            mask = svc.decode_mask_png(mask_bytes, limits, size) if mask_bytes is not None else None
-            one = svc.Request(
-                image,
-                vocabulary,
-                model=served.name,
-                object_name=options.object,
-                object_mask=mask,
-                background_threshold=options.background_threshold,
-            )
-            segmenter, object_mask = service.prepare(one)
-            result = segmenter(image, vocabulary, object_mask=object_mask)
+        def answer(_image, result) -> dict:
             elapsed = (time.perf_counter() - started) * 1000
-            return svc.result_payload(result, served.name, options.label_format, elapsed)
+            return svc.result_payload(result, name, options.label_format, elapsed)
 
-        future = service.gate.submit(work)
-        try:
-            payload = await asyncio.wait_for(asyncio.wrap_future(future), timeout=limits.timeout_s)
-        except TimeoutError:
-            raise TimedOut(service.gate.timeout_message()) from None
+        payload = await service.segment_async(request_, answer)
         return JSONResponse(payload)
 
     @router.get("/v1/models", summary="Models loaded here and all models ovparts knows")

@@ -9,6 +9,7 @@ well-formed but not acceptable (bad vocabulary, unreadable image), 429 the serve
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from collections.abc import Callable
@@ -196,13 +197,20 @@ class Gate:
         with self._lock:
             self._admitted -= 1
 
-    def run(self, work: Callable[[], T]) -> T:
-        """Run ``work`` within the limits and wait for it (for synchronous callers such as Gradio)."""
-        future = self.submit(work)
+    def wait(self, future: Future[T]) -> T:
+        """Wait for an admitted job up to the time limit (for synchronous callers such as Gradio)."""
         try:
             return future.result(timeout=self.limits.timeout_s)
         except FutureTimeout:
             future.cancel()  # frees the place at once if the job never started
+            raise TimedOut(self.timeout_message()) from None
+
+    async def wait_async(self, future: Future[T]) -> T:
+        """Await an admitted job up to the time limit; on timeout a job still queued is dropped."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.limits.timeout_s)
+        except asyncio.TimeoutError:  # TimeoutError's alias from 3.11 on, a class of its own on 3.10
+            future.cancel()
             raise TimedOut(self.timeout_message()) from None
 
     def timeout_message(self) -> str:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -17,10 +20,11 @@ from ..models.base import PartSegModel
 from ..visualize import label_png
 from ..vocabulary import Vocabulary
 from . import rle
-from .limits import Gate, Limits, TooLarge
+from .limits import Gate, Limits, TooLarge, check_image_bytes
 
 LABEL_FORMATS = ("png", "coco_rle", "none")
 PROTOCOLS = ("pred_all", "oracle_obj")
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,18 +39,19 @@ class ServedModel:
 
 @dataclass
 class Request:
-    """One segmentation request after parsing, whichever door it came through."""
+    """One segmentation request, whichever door it came through; the image is still the uploaded bytes, so
+    that decoding, like the model, runs on the gate's threads and counts against the limits."""
 
-    image: Image.Image
+    image: bytes
     vocabulary: Vocabulary
     model: str | None = None
     object_name: str | None = None  # Oracle-Obj with the whole image as this object
-    object_mask: np.ndarray | None = None  # Oracle-Obj with an (H, W) object-id map
+    object_mask: bytes | None = None  # Oracle-Obj with a PNG of object ids
     background_threshold: float | None = None
 
 
 class SegmentService:
-    """Loaded models plus the gate; ``segment`` is what both front ends call."""
+    """Loaded models plus the gate; ``submit`` / ``segment`` are what both front ends call."""
 
     def __init__(self, models: list[ServedModel], limits: Limits | None = None) -> None:
         if not models:
@@ -65,34 +70,51 @@ class SegmentService:
             )
         return self.models[key]
 
-    def prepare(self, request: Request) -> tuple[Segmenter, np.ndarray | None]:
-        """Validate everything that can be checked without the model, before the request takes a slot."""
-        served = self.served(request.model)
+    def check(self, request: Request) -> None:
+        """Everything that can be refused without decoding, so a bad request never takes a model slot."""
+        self.served(request.model)
+        limit = self.limits.max_upload_bytes
+        if len(request.image) > limit:
+            raise TooLarge(f"The image is {len(request.image)} bytes, more than the limit of {limit} bytes.")
         if request.object_name is not None and request.object_mask is not None:
             raise MaskError("Give either an object name or an object mask for Oracle-Obj, not both.")
-        mask = request.object_mask
         if request.object_name is not None:
             name = " ".join(request.object_name.split())
             if name not in request.vocabulary.objects:
-                raise MaskError(
-                    f"The object {name!r} is not in the vocabulary ({', '.join(request.vocabulary.objects)})."
-                )
-            index = request.vocabulary.objects.index(name)
-            mask = np.full((request.image.height, request.image.width), index, dtype=np.int64)
+                objects = ", ".join(request.vocabulary.objects[:12])
+                raise MaskError(f"The object {name!r} is not in the vocabulary ({objects}).")
         threshold = request.background_threshold
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise VocabularyError(f"The background threshold must lie in [0, 1], got {threshold}.")
-        segmenter = Segmenter(served.model, background_threshold=threshold, keep_scores=False)
-        return segmenter, mask
 
-    def work(self, request: Request):
-        """The model call for ``request`` as a closure for the gate; validation errors raise here, early."""
-        segmenter, mask = self.prepare(request)
-        return lambda: segmenter(request.image, request.vocabulary, object_mask=mask)
+    def run(self, request: Request) -> tuple[Image.Image, SegmentationResult]:
+        """The CPU work of a checked request: decode the image (and mask), run the model."""
+        image = check_image_bytes(request.image, self.limits)
+        size = (image.height, image.width)
+        mask = None
+        if request.object_mask is not None:
+            mask = decode_mask_png(request.object_mask, self.limits, size)
+        elif request.object_name is not None:
+            index = request.vocabulary.objects.index(" ".join(request.object_name.split()))
+            mask = np.full(size, index, dtype=np.int64)
+        model = self.served(request.model).model
+        segmenter = Segmenter(model, background_threshold=request.background_threshold, keep_scores=False)
+        return image, segmenter(image, request.vocabulary, object_mask=mask)
 
-    def segment(self, request: Request) -> SegmentationResult:
+    def submit(self, request: Request, finish: Callable[[Image.Image, SegmentationResult], T]) -> Future[T]:
+        """Check ``request`` and queue it; ``finish`` (e.g. encoding the answer) runs on the model thread too."""
+        self.check(request)
+        return self.gate.submit(lambda: finish(*self.run(request)))
+
+    def segment(self, request: Request) -> tuple[Image.Image, SegmentationResult]:
         """Run one request synchronously within the limits (the web page's path)."""
-        return self.gate.run(self.work(request))
+        return self.gate.wait(self.submit(request, lambda image, result: (image, result)))
+
+    async def segment_async(
+        self, request: Request, finish: Callable[[Image.Image, SegmentationResult], T]
+    ) -> T:
+        """Run one request within the limits without blocking the event loop (the API's path)."""
+        return await self.gate.wait_async(self.submit(request, finish))
 
 
 def decode_mask_png(data: bytes, limits: Limits, size: tuple[int, int]) -> np.ndarray:

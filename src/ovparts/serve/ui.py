@@ -19,11 +19,10 @@ import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..errors import MaskError, OvpartsError  # noqa: E402
-from ..imageio import load_image  # noqa: E402
 from ..visualize import label_png, palette  # noqa: E402
 from ..vocabulary import BENCHMARKS  # noqa: E402
 from . import service as svc  # noqa: E402
-from .limits import InvalidRequest, TooLarge, parse_vocabulary  # noqa: E402
+from .limits import InvalidRequest, parse_vocabulary  # noqa: E402
 
 TYPED = "(the vocabulary typed above)"
 PRED_ALL = "Pred-All"
@@ -84,7 +83,7 @@ class Page:
 
     def run(
         self,
-        image: np.ndarray | None,
+        image: str | None,
         vocabulary_text: str,
         benchmark: str,
         protocol: str,
@@ -100,14 +99,8 @@ class Page:
 
     def _run(self, image, vocabulary_text, benchmark, protocol, object_name, threshold, model):
         limits = self.service.limits
-        if image is None:
+        if not image:
             raise InvalidRequest("No image yet; upload a photo or pick an example first.")
-        height, width = image.shape[:2]
-        if height * width > limits.max_pixels:
-            raise TooLarge(
-                f"The image is {width}x{height} pixels, more than the limit of {limits.max_pixels} pixels."
-            )
-        picture = load_image(image)
         vocab = parse_vocabulary(
             None if benchmark != TYPED else vocabulary_text, None if benchmark == TYPED else benchmark, limits
         )
@@ -115,14 +108,16 @@ class Page:
         if oracle and not (object_name or "").strip():
             vocab_objects = ", ".join(vocab.objects[:8])
             raise MaskError(f"Oracle-Obj needs an object name from the vocabulary ({vocab_objects}).")
+        # The page hands over the uploaded file untouched, so the API's checks (bytes, then pixels from the
+        # header, before any decoding) guard the page too.
         request = svc.Request(
-            picture,
+            Path(image).read_bytes(),
             vocab,
             model=model,
             object_name=object_name if oracle else None,
             background_threshold=threshold,
         )
-        result = self.service.segment(request)
+        picture, result = self.service.segment(request)
         payload = svc.result_payload(result, self.service.served(model).name, "coco_rle")
 
         colours = palette(len(vocab))
@@ -169,8 +164,9 @@ def build_ui(service: svc.SegmentService, workdir: Path) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
+                # A file path, not pixels: Gradio then reads only the header, and our limits decode it.
                 image = gr.Image(
-                    label="Image", type="numpy", image_mode="RGB", sources=["upload", "clipboard"]
+                    label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"]
                 )
                 vocabulary = gr.Textbox(
                     label="Vocabulary", value=EXAMPLES["chelsea"], lines=2, elem_id="vocabulary"
