@@ -114,6 +114,17 @@ def test_oracle_obj_by_name_and_by_mask(client, chelsea, chelsea_jpeg):
     assert body["protocol"] == "oracle_obj"
     assert {p["object"] for p in body["parts"]} <= {"cat"}
     assert body["no_part_share"] >= 0.5 - 1 / chelsea.shape[1]
+    as_json = {
+        "image": base64.b64encode(chelsea_jpeg).decode(),
+        "object_mask": base64.b64encode(encode(mask, "PNG")).decode(),
+        "vocabulary": vocab,
+        "label_format": "none",
+    }
+    assert client.post("/v1/segment", json=as_json).json()["parts"] == body["parts"]
+    both = {**as_json, "object": "cat"}
+    assert_refused(client.post("/v1/segment", json=both), 422, "not both")
+    pred_all = {**as_json, "protocol": "pred_all"}
+    assert_refused(client.post("/v1/segment", json=pred_all), 422, "Pred-All takes no object")
 
 
 def test_models_healthz_openapi_and_page(client, tiny_clipseg, chelsea_jpeg):
