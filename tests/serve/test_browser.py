@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,14 @@ def test_page_segments_an_uploaded_photo(live_server, chelsea_path, chelsea):
             assert [part["name"] for part in report["parts"]] == names
             # Hovering a legend entry highlights that part (Gradio's AnnotatedImage behaviour).
             legend.first.hover()
+            masks = page.locator("#overlay img.mask")
+            expect(masks).to_have_count(len(names))
+            expect(page.locator("#overlay img.mask.active")).to_have_count(1)
+            expect(page.locator("#overlay img.mask.inactive")).to_have_count(len(names) - 1)
             page.screenshot(path=str(shot), full_page=True)
+            # Picking a bundled example fills both the image and its vocabulary.
+            page.get_by_text("person: head, hair").first.click()
+            expect(box).to_have_value(re.compile(r"^person: head, hair"))
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
