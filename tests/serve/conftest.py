@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import socket
 import threading
@@ -11,7 +12,10 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the serve tests need the demo extra: pip install 'ovparts[demo]'")
+# Without the demo extra there is nothing to test here; say so instead of failing on imports.
+if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("gradio") is None:
+    collect_ignore_glob = ["test_*.py"]
+    print("tests/serve skipped: the demo extra is not installed (pip install 'ovparts[demo]').")
 
 
 def free_port() -> int:
