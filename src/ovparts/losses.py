@@ -56,6 +56,32 @@ def clipseg_baseline_loss(
     return weighted_bce(logits.permute(0, 2, 3, 1), targets, weights)
 
 
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize (B, T, h, w) logits to the label size (align_corners=False, as the official code)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def catseg_bce_loss(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255, faithful: bool = True
+) -> torch.Tensor:
+    """CAT-Seg's training loss: per-class binary cross-entropy against one-hot labels, no background channel.
+
+    The (B, T, h, w) logits are first resized to the (B, H, W) label size. With ``faithful=True`` (the
+    official code) ignored pixels count as negatives for every class and stay in the mean over
+    pixels x classes; with ``faithful=False`` they are left out of both the sum and the count, which is what
+    "ignore" usually means.
+    """
+    logits = resize_logits(logits, tuple(labels.shape[-2:])).permute(0, 2, 3, 1)
+    targets, labelled = one_hot_targets(labels, logits.shape[-1], ignore_index)
+    if faithful:
+        return weighted_bce(logits, targets)
+    per_element = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    weight = labelled.unsqueeze(-1).to(per_element.dtype).expand_as(per_element)
+    return (per_element * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # PartCLIPSeg (Choi et al., NeurIPS 2024): object-specific parts rebuilt from generalized parts and objects,
 # supervised at three levels, plus two losses on the last decoder block's attention. ``faithful=True``

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..hub import read_torch_file
 
 OFFICIAL_PREFIX = "partclipseg_model."
 BASELINE_PREFIX = "clipseg_model."  # the OV-PARTS CLIPSeg baseline trained in the same code base
@@ -65,13 +66,7 @@ def read_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"The checkpoint file {str(path)!r} does not exist.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(
-            f"{str(path)!r} is not a PyTorch checkpoint that can be read safely (weights_only=True): "
-            f"{type(err).__name__}."
-        ) from err
+    payload = read_torch_file(path)
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(

@@ -98,7 +98,7 @@ def _architecture_config(architecture: dict, **extra: Any) -> dict[str, Any]:
 
 CONFIGS = {
     "default": _architecture_config(RD64_REFINED, tokenizer="tiny"),
-    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=8),
+    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=128),
     "ov-parts": _architecture_config(
         RD64_REFINED, tokenizer="tiny", visual_adapter=True, non_object_embedding=True
     ),

@@ -1,11 +1,43 @@
-"""``ovparts convert partclipseg OFFICIAL.pth OUT_DIR`` (registered by the CLI's ``convert`` group)."""
+"""Click commands that wrap the converters; the main CLI mounts them under `ovparts convert`."""
 
 from __future__ import annotations
 
 import click
 
 
-@click.command("partclipseg")
+@click.group("convert")
+def convert_group() -> None:
+    """Convert official checkpoints (.pth) into ovparts folders (safetensors + config.json).
+
+    Files are read with torch.load(weights_only=True): no code in a checkpoint ever runs.
+    """
+
+
+@convert_group.command("catseg")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--tokenizer",
+    default="openai/clip-vit-base-patch16",
+    show_default=True,
+    help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
+)
+def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
+    """Convert an official CAT-Seg checkpoint (CVPR 2024 or old release, .pth) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert catseg model_base.pth catseg-vitb/
+      ovparts segment photo.jpg --model catseg --weights catseg-vitb/ --vocab "cat: head, ear"
+    """
+    from .catseg import convert_catseg_checkpoint
+
+    result = convert_catseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
+    click.echo(result.report())
+    click.echo(f"Saved to {out_dir}.")
+
+
+@convert_group.command("partclipseg")
 @click.argument("official", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
