@@ -24,94 +24,19 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import platform
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
+from ovparts.benchmarking.measure import PeakMemory
+from ovparts.benchmarking.references import official_partclipseg_forward as official_forward
+from ovparts.benchmarking.references import per_class_partclipseg_forward as per_class_forward
+
 VARIANTS = ("ovparts", "official", "per-class loop")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRss:
-    """Samples this process's resident set size in a thread; ``peak`` is above the level at entry."""
-
-    def __enter__(self) -> PeakRss:
-        self.start = _rss_bytes()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes() - self.start)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes() - self.start)
-
-
-def official_forward(model, pixels, conditions, layout) -> torch.Tensor:
-    """The official decoder's batching: activations repeated per class, attention kept for every block."""
-    decoder = model.decoder
-    count = conditions.shape[0]
-    activations = [a.repeat(count, 1, 1) for a in model.activations(pixels)]
-    output, attentions = None, []
-    for index, (activation, layer, reduce) in enumerate(
-        zip(reversed(activations), decoder.layers, decoder.reduces, strict=True)
-    ):
-        output = reduce(activation) if output is None else reduce(activation) + output
-        if index == decoder.conditional_layer:
-            output = decoder.film_mul(conditions)[:, None] * output + decoder.film_add(conditions)[:, None]
-        output, weights = layer(output, return_weights=True)
-        attentions.append(weights)
-    side = int((output.shape[1] - 1) ** 0.5)
-    features = output[:, 1:].transpose(1, 2).reshape(count, -1, side, side)
-    decoder.transposed_convolution(features)  # the generalized-part / object logits, computed officially too
-    return _compose_all(decoder, features, conditions, layout)
-
-
-def _compose_all(decoder, features, conditions, layout) -> torch.Tensor:
-    """The object-specific branch for all T+1 entries in one batch, as the official decoder does."""
-    last = torch.tensor([conditions.shape[0] - 1])
-    part = torch.cat([layout.part_index, last])
-    obj = torch.cat([layout.object_index, last])
-    text_obj = torch.cat([layout.text_object_index, last])
-    visual = torch.cat([features[part], features[obj]], dim=1).permute(0, 2, 3, 1)
-    fused = decoder.part_obj_mlp(visual)
-    text = decoder.reduce_cond_embed(torch.cat([conditions[text_obj], conditions[part]], dim=-1))
-    film = decoder.cond_film_mul(text)[:, None, None] * fused + decoder.cond_film_add(text)[:, None, None]
-    return decoder.part_obj_with_cond_embed(film.permute(0, 3, 1, 2))[:, 0][None]
-
-
-def per_class_forward(model, pixels, conditions, layout) -> torch.Tensor:
-    """One class at a time with the image re-encoded for each (transformers' documented CLIPSeg usage)."""
-    patch = model.backbone.patch_size
-    grid = (pixels.shape[-2] // patch, pixels.shape[-1] // patch)
-    features = []
-    for c in range(conditions.shape[0]):
-        out = model.decoder(
-            model.activations(pixels),
-            conditions[c : c + 1],
-            grid,
-            return_features=True,
-            return_attention=True,
-        )
-        features.append(out.features[0])
-    return _compose_all(model.decoder, torch.cat(features), conditions, layout)
 
 
 def run_variant(variant: str, threads: int, repeats: int, out_file: str, queue) -> None:
@@ -136,7 +61,7 @@ def run_variant(variant: str, threads: int, repeats: int, out_file: str, queue) 
                 return official_forward(model, pixels, conditions, layout)
             return per_class_forward(model, pixels, conditions, layout)
 
-    with PeakRss() as peak:
+    with PeakMemory(torch.device("cpu")) as peak:
         logits = forward()
     times = []
     for _ in range(repeats):

@@ -304,10 +304,11 @@ def serve(
 
 
 def _register_commands() -> None:
+    from .cli_benchmark import benchmark
     from .cli_eval import COMMANDS
     from .convert.cli import convert_group
 
-    for command in (*COMMANDS, convert_group):
+    for command in (*COMMANDS, convert_group, benchmark):
         main.add_command(command)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from .errors import MaskError, VocabularyError
 from .imageio import ImageLike, load_image
 from .models.base import PartLogits, PartSegModel
+from .precision import autocast, check_precision
 from .vocabulary import Vocabulary
 
 # Above this many P x H x W elements the full score tensor is not kept unless asked for (256 MB in float32).
@@ -132,6 +133,9 @@ class Segmenter:
     sliding_window:
         A :class:`SlidingWindow`, ``True`` for the model config's (``sliding_canvas``, ``sliding_overlap``),
         ``False`` for one resized view; ``None`` follows the model config's ``sliding_window`` (CAT-Seg: on).
+    precision:
+        ``"fp32"`` (default), ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA): the network runs under autocast
+        in that precision; text embeddings and the post-processing stay in fp32.
     """
 
     def __init__(
@@ -141,11 +145,13 @@ class Segmenter:
         background_threshold: float | None = None,
         keep_scores: bool | None = None,
         sliding_window: SlidingWindow | bool | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
         self.device = next(self.model.parameters()).device
+        self.precision = check_precision(precision, self.device)
         default = getattr(model.config, "background_threshold", 0.5)
         self.background_threshold = default if background_threshold is None else background_threshold
         self.keep_scores = keep_scores
@@ -174,9 +180,10 @@ class Segmenter:
         return self._predict(load_image(image), vocab)
 
     def _predict(self, picture: Image.Image, vocab: Vocabulary) -> PartLogits:
-        if self.sliding_window is None:
-            return self.model.predict(self.pixel_values(picture), vocab)
-        return self._predict_sliding(picture, vocab, self.sliding_window)
+        with autocast(self.device, self.precision):
+            if self.sliding_window is None:
+                return self.model.predict(self.pixel_values(picture), vocab)
+            return self._predict_sliding(picture, vocab, self.sliding_window)
 
     def _predict_sliding(self, picture: Image.Image, vocab: Vocabulary, spec: SlidingWindow) -> PartLogits:
         """Windows + global view in one batch; returns probabilities (activation "identity") on the canvas."""

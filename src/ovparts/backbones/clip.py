@@ -98,6 +98,12 @@ class ClipBackbone(nn.Module):
     def _run_text_encoder(self, prompts: list[str]) -> torch.Tensor:
         self.text_encoder_calls += 1
         device = self.clip.text_projection.weight.device
+        # fp32 even under a caller's autocast: the embeddings are cached and shared by every precision,
+        # and encoding a vocabulary happens once, so low precision would save nothing worth their error.
+        with torch.autocast(device_type=device.type, enabled=False):
+            return self._encode_prompts(prompts, device)
+
+    def _encode_prompts(self, prompts: list[str], device: torch.device) -> torch.Tensor:
         max_length = self.clip.config.text_config.max_position_embeddings
         chunks = []
         for start in range(0, len(prompts), TEXT_BATCH):

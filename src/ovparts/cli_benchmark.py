@@ -1,0 +1,86 @@
+"""`ovparts benchmark`: every model's latency, throughput, memory and encoder FLOP rate, against peers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, help="Model(s) to measure (repeat); default: all.")
+@click.option(
+    "--size", default="native", show_default=True, help="'native' (published architecture) or 'tiny'."
+)
+@click.option(
+    "--classes", "classes", multiple=True, type=int, help="Vocabulary sizes K (repeat); default 20 116 234."
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--repeats", default=3, show_default=True, type=int, help="Timed runs; the median is reported.")
+@click.option("--batch", default=4, show_default=True, type=int, help="Images per batch for images/s.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision (fp16: CUDA only).",
+)
+@click.option("--no-peers", is_flag=True, help="Measure ovparts only.")
+@click.option(
+    "--peer-at", multiple=True, type=int, help="Run peers only at these K (repeat); default: all K."
+)
+@click.option(
+    "--peer-classes",
+    type=int,
+    help="Time transformers' CLIPSeg on at most this many prompts and scale to K (it is linear in K).",
+)
+@click.option("--threads", type=int, help="torch threads (default: torch's choice).")
+@click.option(
+    "--in-process", is_flag=True, help="No fresh process per setting (peak RSS then not per setting)."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+def benchmark(
+    models: tuple[str, ...],
+    size: str,
+    classes: tuple[int, ...],
+    device: str,
+    repeats: int,
+    batch: int,
+    precision: str,
+    no_peers: bool,
+    peer_at: tuple[int, ...],
+    peer_classes: int | None,
+    threads: int | None,
+    in_process: bool,
+    json_path: str | None,
+) -> None:
+    """Measure models against their peers in one run and print a table (ratios are the figures to trust
+    on a shared machine: both sides see the same load)."""
+    from .benchmarking import DEFAULT_CLASSES, MODELS, BenchmarkOptions, format_table, run_benchmark
+    from .errors import ConfigError
+
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(MODELS)}.")
+    if any(k < 1 for k in classes) or repeats < 1 or batch < 1:
+        raise ConfigError("--classes, --repeats and --batch must be positive.")
+    options = BenchmarkOptions(
+        models=models or MODELS,
+        classes=classes or DEFAULT_CLASSES,
+        size=size,
+        device=device,
+        repeats=repeats,
+        batch=batch,
+        precision=precision,
+        peers=not no_peers,
+        peer_at=peer_at or None,
+        peer_classes=peer_classes,
+        isolate=not in_process,
+        threads=threads,
+        log=lambda text: click.echo(text, err=True),
+    )
+    report = run_benchmark(options)
+    click.echo(format_table(report))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")

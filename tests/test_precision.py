@@ -1,0 +1,60 @@
+"""Mixed precision keeps probabilities near fp32, and a repeated vocabulary never re-runs a text encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ovparts
+from ovparts.errors import ConfigError
+from ovparts.precision import autocast, check_precision
+
+MODELS = ["clipseg", "catseg", "partclipseg"]
+VOCAB = "dog: head, leg, tail; cat: ear, head"
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+
+
+def _model(name: str):
+    torch.manual_seed(0)
+    return ovparts.load_model(name, config="tiny")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bf16_probabilities_within_1e2_of_fp32(name, image):
+    model = _model(name)
+    full = ovparts.Segmenter(model, keep_scores=True)(image, VOCAB)
+    half = ovparts.Segmenter(model, keep_scores=True, precision="bf16")(image, VOCAB)
+    assert full.part_scores.dtype == half.part_scores.dtype == np.float32
+    assert np.abs(full.part_scores - half.part_scores).max() <= 1e-2
+    assert np.abs(full.confidence - half.confidence).max() <= 1e-2
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_second_call_with_same_vocabulary_runs_no_text_encoder(name, image):
+    model = _model(name)
+    segmenter = ovparts.Segmenter(model)
+    segmenter(image, VOCAB)
+    calls = model.backbone.text_encoder_calls
+    segmenter(image, VOCAB)
+    ovparts.Segmenter(model, precision="bf16")(image, VOCAB)  # the cache is shared across precisions
+    assert model.backbone.text_encoder_calls == calls
+    segmenter(image, "dog: head, nose")
+    assert model.backbone.text_encoder_calls == calls + 1
+
+
+def test_text_embeddings_stay_fp32_under_autocast():
+    model = _model("clipseg")
+    with torch.inference_mode(), autocast("cpu", "bf16"):
+        assert model.text_conditions(["dog's head"]).dtype == torch.float32
+
+
+def test_unusable_precisions_are_refused():
+    with pytest.raises(ConfigError, match="Unknown precision"):
+        check_precision("int4", "cpu")
+    with pytest.raises(ConfigError, match="CUDA"):
+        ovparts.Segmenter(_model("clipseg"), precision="fp16")
