@@ -45,6 +45,7 @@ from .catseg_blocks import (
     class_slices,
     cosine_cost,
 )
+from .chunking import resolve_class_chunk
 from .registry import register_model
 
 # Logit given to classes that the top-k class selection dropped (official value).
@@ -405,7 +406,7 @@ class CatSegConfig(ModelConfig):
     sliding_canvas: int = 640
     sliding_overlap: float = 0.333
     background_threshold: float = 0.5
-    class_chunk: int = 32
+    class_chunk: int | str = 32  # "auto": sized from free memory
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 
@@ -627,7 +628,18 @@ class CatSeg(PartSegModel):
         """Logits (B, T, 4h, 4w) for text embeddings (T, P, D) or (B, T, P, D)."""
         dense, guidance = self.image_features(pixel_values)
         chunk = self.config.class_chunk if class_chunk is None else class_chunk
+        if chunk == "auto":
+            classes = text.shape[-3]
+            chunk = resolve_class_chunk(chunk, classes, self.per_class_bytes(dense), dense.device)
         return self.head(dense, text, guidance, class_chunk=chunk)
+
+    def per_class_bytes(self, dense: Tensor) -> int:
+        """Rough fp32 activation bytes of one class in the aggregator: the hidden maps on the feature grid
+        (a few live at once in the Swin blocks) and the guided upsampling to 2x and 4x."""
+        head = self.head.config
+        cells = dense.shape[0] * dense.shape[-2] * dense.shape[-1]
+        first, second = head.decoder_dims
+        return 4 * cells * (8 * head.hidden_dim + head.prompts + 4 * 3 * first + 16 * 3 * second)
 
     def predict(self, pixel_values: Tensor, vocab: Vocabulary) -> PartLogits:
         text = self.text_embeddings(vocab.part_texts(self.config.text_style))

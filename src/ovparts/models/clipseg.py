@@ -24,6 +24,7 @@ from ..templates import TEMPLATE_SETS
 from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ..vocabulary import Vocabulary
 from .base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
+from .chunking import resolve_class_chunk
 from .registry import register_model
 
 TEXT_KEYS = (
@@ -84,7 +85,7 @@ class ClipSegConfig(ModelConfig):
     # Without a background vector, a pixel is background where no part's probability reaches this value.
     background_threshold: float = 0.5
     # Classes decoded together; bounds memory for large vocabularies without changing the result.
-    class_chunk: int = 16
+    class_chunk: int | str = 16  # classes decoded together; "auto": sized from free memory
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 
@@ -208,6 +209,9 @@ class ClipSegDecoder(nn.Module):
         vision = config.vision_config
         self.conditional_layer = config.conditional_layer
         self.class_chunk = config.class_chunk
+        self.intermediate_size = config.decoder_intermediate_size
+        self.heads = config.decoder_num_attention_heads
+        self.reduce_dim = config.reduce_dim
         self.film_mul = nn.Linear(config.projection_dim, config.reduce_dim)
         self.film_add = nn.Linear(config.projection_dim, config.reduce_dim)
         self.transposed_convolution = transposed_convolution_head(
@@ -251,7 +255,7 @@ class ClipSegDecoder(nn.Module):
             shared = reduced[index] if shared is None else reduced[index] + shared
             shared = self.layers[index](shared)[0]
         conditioned = reduced[self.conditional_layer] + (shared if shared is not None else 0)
-        chunk = max(1, self.class_chunk)
+        chunk = self.chunk_size(conditions.shape[1], batch, conditioned.shape[1], grid, conditioned.device)
         outputs = [
             self._decode_classes(
                 reduced, self.film(conditioned, conditions[:, s : s + chunk]), grid, return_attention
@@ -262,6 +266,20 @@ class ClipSegDecoder(nn.Module):
         features = torch.cat([o[1] for o in outputs], dim=1) if return_features else None
         attention = torch.cat([o[2] for o in outputs], dim=1) if return_attention else None
         return DecoderOutput(logits, features, attention)
+
+    def per_class_bytes(self, batch: int, length: int, grid: tuple[int, int]) -> int:
+        """Rough fp32 activation bytes of one class: MLP hidden + attention scores + the upsampling head."""
+        tokens = length * (self.intermediate_size + 6 * self.reduce_dim + self.heads * length)
+        upsampled = 16 * grid[0] * grid[1] * self.reduce_dim // 2 + 256 * grid[0] * grid[1]
+        return 4 * batch * (tokens + upsampled)
+
+    def chunk_size(
+        self, classes: int, batch: int, length: int, grid: tuple[int, int], device: torch.device
+    ) -> int:
+        """The configured chunk, or for "auto" as many classes as a quarter of the free memory holds."""
+        return resolve_class_chunk(
+            self.class_chunk, classes, self.per_class_bytes(batch, length, grid), device
+        )
 
     def _decode_classes(
         self, reduced: list[torch.Tensor], x: torch.Tensor, grid: tuple[int, int], return_attention: bool

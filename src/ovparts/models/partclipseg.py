@@ -33,6 +33,7 @@ from ..losses import (
 from ..testing import RD64_REFINED, TINY_CLIPSEG
 from ..vocabulary import Vocabulary
 from .base import PartLogits
+from .chunking import resolve_class_chunk
 from .clipseg import (
     ClipSeg,
     ClipSegConfig,
@@ -171,7 +172,9 @@ class PartClipSegDecoder(ClipSegDecoder):
             torch.cat([conditions[text_object_index], conditions[part_index]], dim=-1)
         )
         scale, shift = self.cond_film_mul(text), self.cond_film_add(text)
-        chunk = max(1, self.class_chunk)
+        batch, _, width, *grid = features.shape
+        per_class = 4 * batch * grid[0] * grid[1] * (4 * width + 16 * 16)  # fused maps + upsampled logits
+        chunk = resolve_class_chunk(self.class_chunk, part_index.numel(), per_class, features.device)
         logits = []
         for s in range(0, part_index.numel(), chunk):
             idx = slice(s, s + chunk)
