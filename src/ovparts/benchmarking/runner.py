@@ -64,9 +64,21 @@ def measure_setting(setting: Setting) -> dict:
             batch_s = median_seconds(lambda: case.forward(batch), setting.repeats, device, warmup=1)
             result.update(batch=setting.batch, images_per_s=setting.batch / batch_s)
         if setting.encoder and case.encoder is not None:
+            # The yardstick is measured right around the encoder, in this process: the load on a shared
+            # machine changes within minutes, so a rate from the start of the run would not compare.
+            dtype = PRECISIONS[setting.precision] or torch.float32
+            before = matmul_rate(device, 2048, dtype)
             flops = count_flops(lambda: case.encoder(pixels))
             encoder_s = median_seconds(lambda: case.encoder(pixels), setting.repeats, device, warmup=1)
-            result.update(encoder_flops=flops, encoder_s=encoder_s, encoder_flop_rate=flops / encoder_s)
+            yardstick = (before + matmul_rate(device, 2048, dtype)) / 2
+            result.update(
+                encoder_flops=flops,
+                encoder_s=encoder_s,
+                encoder_flop_rate=flops / encoder_s,
+                matmul_flop_rate=yardstick,
+                encoder_fraction_of_matmul=flops / encoder_s / yardstick,
+            )
+    result["load_average"] = load_average()
     if device.type == "cuda":
         result["peak_device_bytes"] = torch.cuda.max_memory_allocated(device)
     return result
@@ -133,8 +145,6 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 threads=options.threads,
             )
             row = {"model": model, "k": k, **run(base)}
-            if "encoder_flop_rate" in row:
-                row["encoder_fraction_of_matmul"] = row["encoder_flop_rate"] / meta["matmul_flop_rate"]
             _log(options, f"{model} K={k}: {row['latency_s']:.3f} s")
             if options.peers and (options.peer_at is None or k in options.peer_at):
                 peer = run(Setting(**{**asdict(base), "variant": "peer", "encoder": False}))
