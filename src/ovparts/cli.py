@@ -168,8 +168,9 @@ def list_models() -> None:
 
 def _register_commands() -> None:
     from .cli_eval import COMMANDS
+    from .cli_train import COMMANDS as TRAIN_COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *TRAIN_COMMANDS):
         main.add_command(command)
 
 
