@@ -144,6 +144,33 @@ def _yaml():
     return yaml
 
 
+_LOADER = None
+
+
+def _loader():
+    """A SafeLoader that reads ``2e-4`` as a float: YAML 1.1 wants ``2.0e-4`` and would give a string."""
+    global _LOADER
+    if _LOADER is None:
+        import re
+
+        yaml = _yaml()
+
+        class RecipeLoader(yaml.SafeLoader):
+            pass
+
+        RecipeLoader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+            list("-+0123456789"),
+        )
+        _LOADER = RecipeLoader
+    return _LOADER
+
+
+def _load_yaml(text: str) -> Any:
+    return _yaml().load(text, Loader=_loader())
+
+
 def find_recipe(name: str | Path) -> Path:
     """A path as given, or a recipe name looked up in the repository's ``configs/`` folder."""
     path = Path(name)
@@ -161,7 +188,7 @@ def read_yaml_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in chain:
         raise ConfigError(f"The recipe {path} includes itself through 'base:'.")
     try:
-        values = _yaml().safe_load(path.read_text(encoding="utf-8")) or {}
+        values = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, _yaml().YAMLError) as err:
         raise ConfigError(f"The recipe {str(path)!r} could not be read as YAML ({err}).") from err
     if not isinstance(values, dict):
@@ -188,7 +215,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"The override {text!r} is not of the form section.key=value.")
-    value = _yaml().safe_load(raw) if raw.strip() else None
+    value = _load_yaml(raw) if raw.strip() else None
     return key.strip().split("."), value
 
 
