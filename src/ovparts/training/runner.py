@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 
@@ -42,6 +42,8 @@ class TrainResult:
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
     trainable_parameters: int = 0
+    model: PartSegModel | None = None  # the trained model, in memory (every rank holds its replica)
+    global_rank: int = 0
 
 
 def build_model(section: ModelSection) -> PartSegModel:
@@ -89,7 +91,7 @@ def build_loggers(names: list[str], out_dir: Path) -> list[Logger]:
 def build_trainer(recipe: Recipe, out_dir: Path, enable_validation: bool) -> pl.Trainer:
     section = recipe.trainer
     evaluation = recipe.eval
-    callbacks: list[pl.Callback] = [LearningRateMonitor(logging_interval="step")]
+    callbacks: list[pl.Callback] = []  # the module logs train/lr itself (LearningRateMonitor needs a logger)
     if section.checkpoint_every:
         callbacks.append(periodic_checkpoint(out_dir / CHECKPOINT_DIR, section.checkpoint_every))
     if section.progress_bar:
@@ -174,4 +176,6 @@ def train(recipe: Recipe, resume: str | bool | None = None, export: bool = True)
     if export_dir is not None:
         export_model(trainer, module, recipe, export_dir)
     metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
-    return TrainResult(out_dir, export_dir, trainer.global_step, metrics, trainable)
+    return TrainResult(
+        out_dir, export_dir, trainer.global_step, metrics, trainable, module.model, trainer.global_rank
+    )
