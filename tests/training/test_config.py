@@ -4,6 +4,7 @@ import pytest
 
 from ovparts.errors import ConfigError
 from ovparts.training.config import CONFIG_DIR, apply_overrides, load_recipe, parse_override, read_yaml_tree
+from ovparts.training.objectives import _ADAPTERS as ADAPTERS
 
 RECIPES = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
 
@@ -60,3 +61,7 @@ def test_every_shipped_recipe_resolves(name):
     recipe = load_recipe(CONFIG_DIR / name)
     assert recipe.trainer.max_steps >= 1
     assert recipe.data.batch_size >= 1
+    assert recipe.model.name in ADAPTERS  # every recipe's method has a training loss
+    if name != "tiny.yaml":
+        assert recipe.trainer.grad_clip == 0.01 and recipe.trainer.seed == 12345678
+        assert recipe.name == name.removesuffix(".yaml")
