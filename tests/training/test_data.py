@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ovparts.data import load_dataset
+from ovparts.errors import ConfigError
 from ovparts.models.base import Preprocess
 from ovparts.training.data import StreamSampler, TrainingSet, remap, training_classes
 from ovparts.vocabulary import Vocabulary
@@ -60,3 +61,15 @@ def test_each_epoch_visits_every_image_once(training_set):
     first = sorted(training_set.index_of(p) for p in range(n))
     second = [training_set.index_of(p) for p in range(n, 2 * n)]
     assert first == list(range(n)) and sorted(second) == list(range(n))
+
+
+def test_object_subsets_narrow_the_training_classes():
+    vocab = Vocabulary.from_benchmark("pascal_part_116")
+    mapping = training_classes(vocab, "all", ["dog", "cat"])
+    assert mapping.vocabulary.objects == ("cat", "dog")
+    assert {p.object for p in mapping.vocabulary.parts} == {"cat", "dog"}
+    assert training_classes(vocab, "seen", ["person"]).vocabulary.objects == ("person",)
+    with pytest.raises(ConfigError, match="not an object"):
+        training_classes(vocab, "seen", ["unicorn"])
+    with pytest.raises(ConfigError, match="hold no part"):
+        training_classes(vocab, "seen", ["dog"])  # dog is unseen in Pascal-Part-116

@@ -38,6 +38,7 @@ class DataSection:
     train_split: str = "train"
     val_split: str = "val"
     classes: str = "seen"  # "seen" (zero-shot: unseen parts and objects become ignore) or "all"
+    objects: list[str] | None = None  # train only these objects' parts (fine-tuning on a subset); None = all
     batch_size: int = 8  # global batch over all devices, as detectron2's IMS_PER_BATCH
     num_workers: int = 2
     augment: list[dict[str, Any]] = field(default_factory=list)

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..data.io import read_rgb
 from ..data.records import Sample
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..models.base import Preprocess
 from ..vocabulary import Part, Vocabulary
 from .transforms import Compose, Triple, resize_triple
@@ -43,15 +43,29 @@ class ClassMapping:
         return 255 if largest < 255 else 65535
 
 
-def training_classes(vocabulary: Vocabulary, classes: str) -> ClassMapping:
-    """``"seen"``: the zero-shot training split (unseen objects and their parts become ignore); ``"all"``."""
-    if classes == "all":
+def training_classes(
+    vocabulary: Vocabulary, classes: str, only_objects: list[str] | None = None
+) -> ClassMapping:
+    """``"seen"``: the zero-shot training split (unseen objects and their parts become ignore); ``"all"``.
+
+    ``only_objects`` narrows either to the parts of the named objects (everything else becomes ignore).
+    """
+    if only_objects is not None:
+        unknown = sorted(set(only_objects) - set(vocabulary.objects))
+        if unknown:
+            raise ConfigError(f"data.objects names {unknown[0]!r}, which is not an object of this benchmark.")
+    if classes == "all" and only_objects is None:
         identity_parts = np.arange(len(vocabulary.parts), dtype=np.int64)
         identity_objects = np.arange(len(vocabulary.objects), dtype=np.int64)
         return ClassMapping(vocabulary, identity_parts, identity_objects)
-    objects = [o for o in vocabulary.objects if o not in vocabulary.unseen_objects]
+    allowed = set(vocabulary.objects if only_objects is None else only_objects)
+    if classes == "seen":
+        allowed -= set(vocabulary.unseen_objects)
+    objects = [o for o in vocabulary.objects if o in allowed]
     object_index = {o: i for i, o in enumerate(objects)}
-    kept = [p for p in vocabulary.parts if p.seen and p.object in object_index]
+    kept = [p for p in vocabulary.parts if (p.seen or classes == "all") and p.object in object_index]
+    if not kept:
+        raise ConfigError("The training classes hold no part: check data.classes and data.objects.")
     parts = [Part(i, p.object, p.part, True) for i, p in enumerate(kept)]
     train_vocab = Vocabulary(
         parts, objects, official_order=vocabulary.official_order, name=vocabulary.name, ignore_label=None

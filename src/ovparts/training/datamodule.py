@@ -44,7 +44,7 @@ class PartDataModule(pl.LightningDataModule):
         self.eval_limit = eval_limit
         self.benchmark = canonical_name(data.dataset)
         self.vocabulary = Vocabulary.from_benchmark(self.benchmark)
-        self.mapping = training_classes(self.vocabulary, data.classes)
+        self.mapping = training_classes(self.vocabulary, data.classes, data.objects)
         self.train_reader = None
         self.val_reader = None
 
