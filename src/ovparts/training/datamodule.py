@@ -35,6 +35,7 @@ class PartDataModule(pl.LightningDataModule):
         seed: int,
         accumulate: int = 1,
         eval_limit: int | None = None,
+        evaluate: bool = True,
     ) -> None:
         super().__init__()
         self.config = data
@@ -42,6 +43,7 @@ class PartDataModule(pl.LightningDataModule):
         self.seed = seed
         self.accumulate = accumulate
         self.eval_limit = eval_limit
+        self.evaluate = evaluate
         self.benchmark = canonical_name(data.dataset)
         self.vocabulary = Vocabulary.from_benchmark(self.benchmark)
         self.mapping = training_classes(self.vocabulary, data.classes, data.objects)
@@ -55,7 +57,7 @@ class PartDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_reader is None:
             self.train_reader = load_dataset(self.benchmark, self.config.root, split=self.config.train_split)
-        if self.val_reader is None:
+        if self.val_reader is None and (self.evaluate or stage == "validate"):
             self.val_reader = load_dataset(self.benchmark, self.config.root, split=self.config.val_split)
 
     def per_device_batch(self, world_size: int) -> int:

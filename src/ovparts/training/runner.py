@@ -149,6 +149,7 @@ def train(recipe: Recipe, resume: str | bool | None = None, export: bool = True)
         recipe.trainer.seed,
         recipe.trainer.accumulate_grad_batches,
         recipe.eval.limit,
+        evaluate_enabled,
     )
     module = PartSegModule(
         model,
