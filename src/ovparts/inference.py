@@ -26,6 +26,30 @@ AUTO_KEEP_SCORES_LIMIT = 64_000_000
 UPSAMPLE_CHUNK = 16
 
 
+@dataclass(frozen=True)
+class SlidingWindow:
+    """CAT-Seg's evaluation (design notes section 1.10): the image resized to ``canvas`` x ``canvas`` (aspect
+    not kept), covered by windows of the model's input size every ``window * (1 - overlap)`` pixels, plus a
+    global view of the whole image at the window size. Probabilities are averaged where windows overlap,
+    then 50/50 with the upsampled global view. 640 / 384 / 0.333 gives the official 2x2 windows + 1 view.
+    """
+
+    canvas: int = 640
+    overlap: float = 0.333
+    global_view: bool = True
+
+
+def window_starts(canvas: int, window: int, overlap: float) -> list[int]:
+    """Window offsets along one side; the last window is flush with the far edge."""
+    if window >= canvas:
+        return [0]
+    stride = max(int(window * (1 - overlap)), 1)
+    starts = list(range(0, canvas - window + 1, stride))
+    if starts[-1] != canvas - window:
+        starts.append(canvas - window)
+    return starts
+
+
 @dataclass
 class SegmentationResult:
     """Label maps at the input image's size (after EXIF rotation)."""
@@ -105,6 +129,9 @@ class Segmenter:
         reaches it. Defaults to the model config's value (0.5).
     keep_scores:
         Keep the (P, H, W) probabilities in the result; ``None`` keeps them while they stay small.
+    sliding_window:
+        A :class:`SlidingWindow`, ``True`` for the model config's (``sliding_canvas``, ``sliding_overlap``),
+        ``False`` for one resized view; ``None`` follows the model config's ``sliding_window`` (CAT-Seg: on).
     """
 
     def __init__(
@@ -113,6 +140,7 @@ class Segmenter:
         device: str | torch.device | None = None,
         background_threshold: float | None = None,
         keep_scores: bool | None = None,
+        sliding_window: SlidingWindow | bool | None = None,
     ) -> None:
         self.model = model.eval()
         if device is not None:
@@ -121,11 +149,21 @@ class Segmenter:
         default = getattr(model.config, "background_threshold", 0.5)
         self.background_threshold = default if background_threshold is None else background_threshold
         self.keep_scores = keep_scores
+        config = model.config
+        if sliding_window is None:
+            sliding_window = bool(getattr(config, "sliding_window", False))
+        if sliding_window is True:
+            sliding_window = SlidingWindow(
+                canvas=getattr(config, "sliding_canvas", 640),
+                overlap=getattr(config, "sliding_overlap", 0.333),
+            )
+        self.sliding_window = sliding_window or None
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+    def pixel_values(self, image: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
         """(1, 3, h, w) normalised network input: the checkpoint's resize (bilinear, aspect ignored)."""
         spec = self.model.preprocess
-        resized = image.resize((spec.size[1], spec.size[0]), resample=Image.BILINEAR)
+        size = spec.size if size is None else size
+        resized = image.resize((size[1], size[0]), resample=Image.BILINEAR)
         array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(spec.mean).view(3, 1, 1)
         std = torch.tensor(spec.std).view(3, 1, 1)
@@ -133,7 +171,56 @@ class Segmenter:
 
     @torch.inference_mode()
     def logits(self, image: ImageLike, vocab: Vocabulary) -> PartLogits:
-        return self.model.predict(self.pixel_values(load_image(image)), vocab)
+        return self._predict(load_image(image), vocab)
+
+    def _predict(self, picture: Image.Image, vocab: Vocabulary) -> PartLogits:
+        if self.sliding_window is None:
+            return self.model.predict(self.pixel_values(picture), vocab)
+        return self._predict_sliding(picture, vocab, self.sliding_window)
+
+    def _predict_sliding(self, picture: Image.Image, vocab: Vocabulary, spec: SlidingWindow) -> PartLogits:
+        """Windows + global view in one batch; returns probabilities (activation "identity") on the canvas."""
+        win_h, win_w = self.model.preprocess.size
+        canvas = self.pixel_values(picture, (spec.canvas, spec.canvas))
+        rows = window_starts(spec.canvas, win_h, spec.overlap)
+        cols = window_starts(spec.canvas, win_w, spec.overlap)
+        boxes = [(y, x) for y in rows for x in cols]
+        crops = [canvas[..., y : y + win_h, x : x + win_w] for y, x in boxes]
+        if spec.global_view:
+            crops.append(self.pixel_values(picture))
+        out = self.model.predict(torch.cat(crops), vocab)
+        count = torch.zeros(spec.canvas, spec.canvas, device=canvas.device)
+        for y, x in boxes:
+            count[y : y + win_h, x : x + win_w] += 1
+
+        def fold(logits: torch.Tensor | None) -> torch.Tensor | None:
+            if logits is None:
+                return None
+            merged = torch.zeros(1, logits.shape[1], spec.canvas, spec.canvas, device=logits.device)
+            for start in range(0, logits.shape[1], UPSAMPLE_CHUNK):
+                part = logits[:, start : start + UPSAMPLE_CHUNK].float()
+                probs = F.interpolate(part, size=(win_h, win_w), mode="bilinear", align_corners=False)
+                probs = torch.sigmoid(probs) if out.activation == "sigmoid" else probs
+                target = merged[0, start : start + UPSAMPLE_CHUNK]
+                for i, (y, x) in enumerate(boxes):
+                    target[:, y : y + win_h, x : x + win_w] += probs[i]
+                target /= count
+                if spec.global_view:
+                    whole = F.interpolate(
+                        probs[-1:], size=(spec.canvas, spec.canvas), mode="bilinear", align_corners=False
+                    )
+                    target.add_(whole[0]).mul_(0.5)
+            return merged
+
+        if out.activation not in ("sigmoid", "identity"):
+            raise ValueError("Sliding-window inference needs per-class (sigmoid) scores, not a softmax.")
+        return PartLogits(
+            parts=fold(out.parts),
+            background=fold(out.background),
+            objects=fold(out.objects),
+            activation="identity",
+            extras=out.extras,
+        )
 
     @torch.inference_mode()
     def __call__(
@@ -149,7 +236,7 @@ class Segmenter:
         picture = load_image(image)
         size = (picture.height, picture.width)
         objects = None if object_mask is None else load_object_mask(object_mask, vocab, size)
-        logits = self.model.predict(self.pixel_values(picture), vocab)
+        logits = self._predict(picture, vocab)
         keep = self.keep_scores
         if keep is None:
             keep = len(vocab) * size[0] * size[1] <= AUTO_KEEP_SCORES_LIMIT
@@ -158,6 +245,34 @@ class Segmenter:
     def _probabilities(self, logits: torch.Tensor, size: tuple[int, int], activation: str) -> torch.Tensor:
         up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)[0]
         return torch.sigmoid(up) if activation == "sigmoid" else up
+
+    def _predicted_objects(
+        self, logits: PartLogits, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel, the argmax of the object head over objects + "no object" (-1), and P(no object).
+
+        This is PartCLIPSeg's Pred-All: the object decision gates the parts, so a pixel takes the best part
+        of its predicted object, and background exactly where the object head says "no object". Without an
+        object background channel, "no object" is where no object reaches the background threshold.
+        """
+        objects, background = logits.objects, logits.object_background
+        activation = "sigmoid" if logits.activation == "sigmoid" else "identity"
+        best = torch.full(size, -torch.inf, device=objects.device)
+        label = torch.full(size, -1, dtype=torch.long, device=objects.device)
+        for start in range(0, objects.shape[1], UPSAMPLE_CHUNK):
+            # compare probabilities, not logits: saturated sigmoids tie, and ties go to the first object
+            chunk = self._probabilities(objects[:, start : start + UPSAMPLE_CHUNK], size, activation)
+            value, index = chunk.max(dim=0)
+            better = value > best
+            best = torch.where(better, value, best)
+            label = torch.where(better, index + start, label)
+        if background is not None:
+            no_object = self._probabilities(background, size, activation)[0]
+            label = torch.where(no_object > best, -1, label)  # background is the last channel: loses ties
+        else:
+            no_object = 1.0 - best
+            label = torch.where(best >= self.background_threshold, label, -1)
+        return label, no_object
 
     def _labels(
         self,
@@ -170,6 +285,9 @@ class Segmenter:
         device = logits.parts.device
         part_objects = torch.as_tensor(vocab.part_to_object, device=device)
         object_ids = None if objects is None else torch.as_tensor(objects, device=device)
+        no_object = None
+        if object_ids is None and logits.objects is not None:  # Pred-All with the model's own objects
+            object_ids, no_object = self._predicted_objects(logits, size)
         best = torch.full(size, -1.0, device=device)
         label = torch.full(size, -1, dtype=torch.long, device=device)
         kept = [] if keep_scores else None
@@ -195,6 +313,8 @@ class Segmenter:
         if object_ids is not None:
             label = torch.where(object_ids >= 0, label, -1)
             confidence = best.clamp(min=0)
+            if no_object is not None:
+                confidence = torch.where(label >= 0, confidence, no_object)
         elif background is not None:
             bg = self._probabilities(background, size, activation).max(dim=0).values
             label = torch.where(bg >= best, -1, label)

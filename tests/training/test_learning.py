@@ -6,6 +6,7 @@ with the library's evaluator (Oracle-Obj, seen-class mIoU) on the images it trai
 engine trains (loss, gradients, optimiser, data, labels all wired right), not zero-shot generalisation.
 """
 
+import lightning.pytorch as pl
 import numpy as np
 
 import ovparts

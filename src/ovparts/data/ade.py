@@ -15,9 +15,8 @@ import numpy as np
 
 from ..errors import DatasetError
 from .base import BenchmarkReader, LayoutEntry
-from .coco import CocoImage, load_coco
-from .io import image_size, read_label_png
-from .masks import segmentation_to_mask
+from .coco import CocoImage, annotation_mask, checked_image_size, load_coco
+from .io import read_label_png
 from .records import IGNORE, Region, Sample
 
 PART_DIR = "annotations_detectron2_part"
@@ -96,23 +95,12 @@ class ADE20KPart234(BenchmarkReader):
         return items
 
     def _load(self, item: _Item) -> Sample:
-        size = image_size(item.image)
-        if size != (item.coco.height, item.coco.width):
-            raise DatasetError(
-                f"{item.image}: the image is {size[1]}x{size[0]} but {item.json.name} says "
-                f"{item.coco.width}x{item.coco.height}."
-            )
+        size = checked_image_size(item.image, item.coco, item.json)
         parts = read_label_png(item.part, self.ignore_value, self.num_parts, size)
         objects = np.full(size, IGNORE, dtype=np.int64)
         regions = []
         for annotation in item.annotations:
-            try:
-                mask = segmentation_to_mask(annotation.get("segmentation", []), *size)
-            except (ValueError, TypeError) as exc:
-                raise DatasetError(
-                    f"{item.json}: annotation {annotation.get('id', '?')} of {item.coco.file_name} has an "
-                    f"unreadable segmentation ({exc})."
-                ) from exc
+            mask = annotation_mask(annotation, size, item.coco, item.json)
             category = int(annotation["category_id"])
             objects[mask] = category
             name = f"{self._object_name(category)}#{annotation.get('id', len(regions))}"

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import DatasetError
-from .io import read_json
+from .io import image_size, read_json
+from .masks import segmentation_to_mask
 
 
 @dataclass
@@ -50,3 +53,24 @@ def load_coco(path: Path) -> list[CocoImage]:
             )
         images[annotation["image_id"]].annotations.append(annotation)
     return list(images.values())
+
+
+def checked_image_size(image: Path, coco: CocoImage, json_path: Path) -> tuple[int, int]:
+    """(H, W) of the image file, refused when it disagrees with the size its COCO entry records."""
+    size = image_size(image)
+    if size != (coco.height, coco.width):
+        raise DatasetError(
+            f"{image}: the image is {size[1]}x{size[0]} but {json_path.name} says {coco.width}x{coco.height}."
+        )
+    return size
+
+
+def annotation_mask(annotation: dict, size: tuple[int, int], coco: CocoImage, json_path: Path) -> np.ndarray:
+    """The boolean mask of one annotation, with the file and annotation named when it cannot be drawn."""
+    try:
+        return segmentation_to_mask(annotation.get("segmentation", []), *size)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(
+            f"{json_path}: annotation {annotation.get('id', '?')} of {coco.file_name} has an "
+            f"unreadable segmentation ({exc})."
+        ) from exc

@@ -17,9 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .base import BenchmarkReader, LayoutEntry
-from .coco import CocoImage, load_coco
-from .io import image_size
-from .masks import segmentation_to_mask
+from .coco import CocoImage, annotation_mask, checked_image_size, load_coco
 from .records import IGNORE, Region, Sample
 
 
@@ -112,22 +110,11 @@ class PartImageNet(BenchmarkReader):
             ) from None
 
     def _load(self, item: _Item) -> Sample:
-        size = image_size(item.image)
-        if size != (item.coco.height, item.coco.width):
-            raise DatasetError(
-                f"{item.image}: the image is {size[1]}x{size[0]} but {item.json.name} says "
-                f"{item.coco.width}x{item.coco.height}."
-            )
+        size = checked_image_size(item.image, item.coco, item.json)
         parts = np.full(size, IGNORE, dtype=np.int64)
         for annotation in item.coco.annotations:
             part_id = self._part_id(item.object_id, annotation["category_id"], item, annotation)
-            try:
-                mask = segmentation_to_mask(annotation.get("segmentation", []), *size)
-            except (ValueError, TypeError) as exc:
-                raise DatasetError(
-                    f"{item.json}: annotation {annotation.get('id', '?')} of {item.coco.file_name} has an "
-                    f"unreadable segmentation ({exc})."
-                ) from exc
+            mask = annotation_mask(annotation, size, item.coco, item.json)
             parts[mask] = part_id
         objects = np.where(parts >= 0, item.object_id, IGNORE)
         region = Region(item.object_id, objects >= 0, self._object_name(item.object_id))

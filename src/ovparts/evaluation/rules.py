@@ -80,6 +80,21 @@ def _mask(length: int, ids: Sequence[int]) -> np.ndarray:
     return mask
 
 
+# Our metric names -> the key names the detectron2-based official evaluators print.
+_DETECTRON2_KEYS = {
+    "mIoU": "mIoU",
+    "mIoU-seen": "mIoU-base",
+    "mIoU-unseen": "mIoU-unbase",
+    "h-IoU": "h-IoU",
+    "mRecall": "mRecall",
+    "mRecall-seen": "mRecall-base",
+    "mRecall-unseen": "mRecall-unbase",
+    "h-Recall": "h-Recall",
+    "pAcc": "pACC",
+    "fwIoU": "fwIoU",
+}
+
+
 def _uniform(metrics: dict[str, float], official: dict[str, float], pairs: dict[str, str]) -> None:
     for ours, theirs in pairs.items():
         if theirs in official:
@@ -221,16 +236,7 @@ def partclipseg(
         metrics,
         official,
         {
-            "mIoU": "mIoU",
-            "mIoU-seen": "mIoU-base",
-            "mIoU-unseen": "mIoU-unbase",
-            "h-IoU": "h-IoU",
-            "mRecall": "mRecall",
-            "mRecall-seen": "mRecall-base",
-            "mRecall-unseen": "mRecall-unbase",
-            "h-Recall": "h-Recall",
-            "pAcc": "pACC",
-            "fwIoU": "fwIoU",
+            **_DETECTRON2_KEYS,
             "bIoU-seen": "Boundary-mIoU-base",
             "bIoU-unseen": "Boundary-mIoU-unbase",
             "h-bIoU": "h-bIoU",
@@ -312,18 +318,7 @@ def partcatseg(
     _uniform(
         metrics,
         official,
-        {
-            "mIoU": "mIoU",
-            "mIoU-seen": "mIoU-base",
-            "mIoU-unseen": "mIoU-unbase",
-            "h-IoU": "h-IoU",
-            "mRecall": "mRecall",
-            "mRecall-seen": "mRecall-base",
-            "mRecall-unseen": "mRecall-unbase",
-            "h-Recall": "h-Recall",
-            "pAcc": "pACC",
-            "fwIoU": "fwIoU",
-        },
+        _DETECTRON2_KEYS,
     )
     if not oracle:
         metrics["background-IoU"] = float(100 * iou[n])

@@ -1,0 +1,1 @@
+"""Official checkpoints -> ovparts checkpoints (safetensors + config.json), one pure function per method."""

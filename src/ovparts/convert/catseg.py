@@ -1,0 +1,471 @@
+"""Official CAT-Seg checkpoints (CVPR 2024 and old arXiv releases) -> ovparts CAT-Seg weights + config.
+
+The official files are detectron2 ``torch.save`` dicts with the weights under ``"model"``:
+
+- ``sem_seg_head.predictor.clip_model.*``: OpenAI CLIP. The CVPR release splits attention input
+  projections into ``q/k/v_proj_weight`` (bias still fused in ``in_proj_bias``); the old one keeps the fused
+  ``in_proj_weight``. Both become ``transformers``' CLIP layout (separate q/k/v Linear layers, transposed
+  projections).
+- ``sem_seg_head.predictor.transformer.*``: the aggregator, renamed onto :class:`CatSegAggregator`.
+- ``upsample1/2.*`` (CVPR): transposed-conv guidance upsamplers; ``backbone.*`` (old): detectron2 ResNet-101.
+
+The key map is data (:data:`CLIP_RULES`, :data:`HEAD_RULES`, :data:`TOP_RULES`): each rule is
+``(official regex, ovparts template, operation)``. :func:`convert_catseg_state_dict` is pure; it infers the
+architecture from tensor shapes, reports official keys it did not use and ovparts keys it could not fill,
+and checks every shape.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..backbones.clip_dense import default_guidance_layers
+from ..errors import CheckpointError
+from ..hub import read_torch_file
+from ..models.catseg_blocks import shifted_window_mask
+
+# Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
+DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
+
+CLIP_PREFIX = "backbone.clip."
+# OpenAI CLIP's BPE: <|startoftext|>, <|endoftext|> (also used for padding by the transformers tokenizer).
+OPENAI_SPECIAL_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
+HEAD_PREFIX = "head."
+
+OFFICIAL_CLIP = "sem_seg_head.predictor.clip_model."
+OFFICIAL_HEAD = "sem_seg_head.predictor.transformer."
+
+# (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
+# projections, transformers stores Linear weights), split_qkv (fused q/k/v along dim 0; the template has a
+# {qkv} slot), flatten (official (1, 1, C) parameters), check_swin_mask (a buffer we recompute; verified).
+Rule = tuple[str, str, str]
+
+_BLOCK_RULES: tuple[Rule, ...] = (
+    (r"ln_1\.(?P<p>weight|bias)", r"layer_norm1.\g<p>", "copy"),
+    (r"ln_2\.(?P<p>weight|bias)", r"layer_norm2.\g<p>", "copy"),
+    (r"mlp\.c_fc\.(?P<p>weight|bias)", r"mlp.fc1.\g<p>", "copy"),
+    (r"mlp\.c_proj\.(?P<p>weight|bias)", r"mlp.fc2.\g<p>", "copy"),
+    (r"attn\.out_proj\.(?P<p>weight|bias)", r"self_attn.out_proj.\g<p>", "copy"),
+    (r"attn\.(?P<x>[qkv])_proj_weight", r"self_attn.\g<x>_proj.weight", "copy"),
+    (r"attn\.in_proj_(?P<p>weight|bias)", r"self_attn.{qkv}_proj.\g<p>", "split_qkv"),
+)
+
+
+def _blocks(official: str, ours: str) -> tuple[Rule, ...]:
+    return tuple(
+        (official + r"\.(?P<layer>\d+)\." + pat, ours + r".\g<layer>." + tpl, op)
+        for pat, tpl, op in _BLOCK_RULES
+    )
+
+
+CLIP_RULES: tuple[Rule, ...] = (
+    (r"visual\.class_embedding", "vision_model.embeddings.class_embedding", "copy"),
+    (r"visual\.positional_embedding", "vision_model.embeddings.position_embedding.weight", "copy"),
+    (r"visual\.conv1\.weight", "vision_model.embeddings.patch_embedding.weight", "copy"),
+    (r"visual\.ln_pre\.(?P<p>weight|bias)", r"vision_model.pre_layrnorm.\g<p>", "copy"),
+    (r"visual\.ln_post\.(?P<p>weight|bias)", r"vision_model.post_layernorm.\g<p>", "copy"),
+    (r"visual\.proj", "visual_projection.weight", "transpose"),
+    *_blocks(r"visual\.transformer\.resblocks", "vision_model.encoder.layers"),
+    *_blocks(r"transformer\.resblocks", "text_model.encoder.layers"),
+    (r"token_embedding\.weight", "text_model.embeddings.token_embedding.weight", "copy"),
+    (r"positional_embedding", "text_model.embeddings.position_embedding.weight", "copy"),
+    (r"ln_final\.(?P<p>weight|bias)", r"text_model.final_layer_norm.\g<p>", "copy"),
+    (r"text_projection", "text_projection.weight", "transpose"),
+    (r"logit_scale", "logit_scale", "copy"),
+)
+
+_L = r"layers\.(?P<l>\d+)\."
+_P = r"(?P<p>weight|bias)"
+HEAD_RULES: tuple[Rule, ...] = (
+    (r"conv1\." + _P, r"cost_embed.conv.\g<p>", "copy"),
+    (r"guidance_projection\.0\." + _P, r"guidance_proj.\g<p>", "copy"),
+    (r"text_guidance_projection\.0\." + _P, r"text_guidance_proj.\g<p>", "copy"),
+    (r"decoder_guidance_projection\.(?P<i>\d)\.0\." + _P, r"decoder_guidance_proj.\g<i>.\g<p>", "copy"),
+    (
+        _L + r"swin_block\.block_(?P<b>[12])\.(?P<m>norm[12]|attn\.(q|k|v|proj)|mlp\.fc[12])\." + _P,
+        r"layers.\g<l>.spatial.block\g<b>.\g<m>.\g<p>",
+        "copy",
+    ),
+    (_L + r"swin_block\.block_(?P<b>[12])\.attn_mask", "", "check_swin_mask"),
+    (_L + r"swin_block\.guidance_norm\." + _P, r"layers.\g<l>.spatial.guidance_norm.\g<p>", "copy"),
+    (_L + r"attention\.attention\.(?P<x>[qkv])\." + _P, r"layers.\g<l>.classes.attn.\g<x>.\g<p>", "copy"),
+    (_L + r"attention\.MLP\.0\." + _P, r"layers.\g<l>.classes.mlp.fc1.\g<p>", "copy"),
+    (_L + r"attention\.MLP\.2\." + _P, r"layers.\g<l>.classes.mlp.fc2.\g<p>", "copy"),
+    (_L + r"attention\.norm(?P<n>[12])\." + _P, r"layers.\g<l>.classes.norm\g<n>.\g<p>", "copy"),
+    (_L + r"attention\.padding_tokens", r"layers.\g<l>.classes.pad_token", "flatten"),
+    (_L + r"attention\.padding_guidance", r"layers.\g<l>.classes.pad_guidance", "flatten"),
+    (r"decoder(?P<d>[12])\.up\." + _P, r"decoder\g<d>.up.\g<p>", "copy"),
+    (r"decoder(?P<d>[12])\.conv\.double_conv\.0\.weight", r"decoder\g<d>.conv1.weight", "copy"),
+    (r"decoder(?P<d>[12])\.conv\.double_conv\.1\." + _P, r"decoder\g<d>.norm1.\g<p>", "copy"),
+    (r"decoder(?P<d>[12])\.conv\.double_conv\.3\.weight", r"decoder\g<d>.conv2.weight", "copy"),
+    (r"decoder(?P<d>[12])\.conv\.double_conv\.4\." + _P, r"decoder\g<d>.norm2.\g<p>", "copy"),
+    (r"head\." + _P, r"head.\g<p>", "copy"),
+)
+
+TOP_RULES: tuple[Rule, ...] = (
+    (r"upsample(?P<i>[12])\." + _P, r"clip_guidance.up\g<i>.\g<p>", "copy"),
+    (r"backbone\.stem\.conv1\.(?P<rest>weight|norm\.\w+)", r"resnet.stem.\g<rest>", "copy"),
+    (
+        r"backbone\.(?P<rest>res[2-4]\.\d+\.(conv[123]|shortcut)\.(weight|norm\.\w+))",
+        r"resnet.\g<rest>",
+        "copy",
+    ),
+)
+
+# Key fragments that mark checkpoints of methods built on CAT-Seg: (method, converter command).
+FOREIGN_MARKERS = {
+    "layers_specific_part.": ("PartCATSeg", "ovparts convert partcatseg"),
+    "backbone.dinov2.": ("PartCATSeg", "ovparts convert partcatseg"),
+}
+
+
+@dataclass
+class ConversionResult:
+    """Converted weights, the config they imply, and what did not map."""
+
+    state_dict: dict[str, Tensor]
+    config: dict
+    variant: str
+    leftover: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        lines = [f"CAT-Seg ({self.variant} version): {len(self.state_dict)} tensors converted."]
+        if self.leftover:
+            lines.append(f"{len(self.leftover)} official key(s) not used: {', '.join(self.leftover[:10])}")
+        if self.missing:
+            lines.append(
+                f"{len(self.missing)} ovparts key(s) not in the checkpoint: {', '.join(self.missing[:10])}"
+            )
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def _apply_rules(
+    key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str
+) -> list[tuple[str, Tensor]] | None:
+    """Map one official tensor through the first matching rule; None if no rule matches."""
+    for pattern, template, op in rules:
+        m = re.fullmatch(pattern, key)
+        if m is None:
+            continue
+        if op == "check_swin_mask":
+            return []
+        target = prefix + m.expand(template) if template else ""
+        if op == "copy":
+            return [(target, value)]
+        if op == "transpose":
+            return [(target, value.t())]
+        if op == "flatten":
+            return [(target, value.reshape(-1))]
+        if op == "split_qkv":
+            if value.shape[0] % 3:
+                raise CheckpointError(
+                    f"{key} has shape {tuple(value.shape)}, which cannot be split into q, k, v."
+                )
+            return [
+                (target.replace("{qkv}", n), t) for n, t in zip("qkv", value.chunk(3, dim=0), strict=True)
+            ]
+        raise AssertionError(f"unknown operation {op}")
+    return None
+
+
+def _count(keys, pattern: str) -> int:
+    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    return max(found) + 1 if found else 0
+
+
+def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise CheckpointError(f"The checkpoint lacks {key}, which every CAT-Seg checkpoint has.")
+    return tuple(sd[key].shape)
+
+
+def infer_clip_config(clip: Mapping[str, Tensor], vision_heads: int | None, text_heads: int | None) -> dict:
+    """The ``transformers`` CLIPConfig (as a dict) that the OpenAI CLIP weights imply (heads = width / 64)."""
+    vwidth, _, patch, _ = _shape(clip, "visual.conv1.weight")
+    positions = _shape(clip, "visual.positional_embedding")[0]
+    side = round((positions - 1) ** 0.5)
+    vocab, twidth = _shape(clip, "token_embedding.weight")
+    context = _shape(clip, "positional_embedding")[0]
+    projection = _shape(clip, "visual.proj")[1]
+    vlayers = _count(clip, r"visual\.transformer\.resblocks\.(\d+)\.")
+    tlayers = _count(clip, r"transformer\.resblocks\.(\d+)\.")
+    vmlp = _shape(clip, "visual.transformer.resblocks.0.mlp.c_fc.weight")[0]
+    tmlp = _shape(clip, "transformer.resblocks.0.mlp.c_fc.weight")[0]
+    return {
+        "projection_dim": projection,
+        "vision_config": {
+            "hidden_size": vwidth,
+            "intermediate_size": vmlp,
+            "num_hidden_layers": vlayers,
+            "num_attention_heads": vision_heads or max(vwidth // 64, 1),
+            "image_size": side * patch,
+            "patch_size": patch,
+            "hidden_act": "quick_gelu",
+            "projection_dim": projection,
+        },
+        "text_config": {
+            "hidden_size": twidth,
+            "intermediate_size": tmlp,
+            "num_hidden_layers": tlayers,
+            "num_attention_heads": text_heads or max(twidth // 64, 1),
+            "vocab_size": vocab,
+            "max_position_embeddings": context,
+            **OPENAI_SPECIAL_IDS,
+            "hidden_act": "quick_gelu",
+            "projection_dim": projection,
+        },
+    }
+
+
+def infer_head_config(head: Mapping[str, Tensor]) -> dict:
+    """The aggregator sizes that the official ``transformer.*`` tensors imply.
+
+    The number of heads is not visible in any shape; the official configs all use 4. The Swin window is read
+    from the stored shifted-window mask (windows x window^2 x window^2).
+    """
+    hidden, prompts = _shape(head, "conv1.weight")[:2]
+    text_g, text_dim = _shape(head, "text_guidance_projection.0.weight")
+    app_g, app_dim = _shape(head, "guidance_projection.0.weight")[:2]
+    dec_g = [_shape(head, f"decoder_guidance_projection.{i}.0.weight")[:2] for i in range(2)]
+    dec = [_shape(head, f"decoder{i}.conv.double_conv.0.weight")[0] for i in (1, 2)]
+    mask_key = next((k for k in head if k.endswith("block_2.attn_mask")), None)
+    window = round(head[mask_key].shape[-1] ** 0.5) if mask_key else 12
+    return {
+        "text_dim": text_dim,
+        "text_guidance_dim": text_g,
+        "appearance_dim": app_dim,
+        "appearance_guidance_dim": app_g,
+        "decoder_dims": tuple(dec),
+        "decoder_guidance_dims": tuple(d[1] for d in dec_g),
+        "decoder_guidance_proj_dims": tuple(d[0] for d in dec_g),
+        "hidden_dim": hidden,
+        "num_layers": _count(head, r"layers\.(\d+)\."),
+        "heads": 4,
+        "window": window,
+        "prompts": prompts,
+        "pad_len": 256 if "layers.0.attention.padding_tokens" in head else 0,
+    }
+
+
+def infer_resnet_config(sd: Mapping[str, Tensor]) -> dict:
+    stem = _shape(sd, "backbone.stem.conv1.weight")[0]
+    width = _shape(sd, "backbone.res2.0.conv1.weight")[0]
+    blocks = tuple(_count(sd, rf"backbone\.res{i}\.(\d+)\.") for i in (2, 3, 4))
+    return {"blocks": blocks, "stem_width": stem, "width": width}
+
+
+def _sub(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def detect_variant(sd: Mapping[str, Tensor]) -> str:
+    """``"cvpr"`` when CLIP attention is split into q/k/v (and no ResNet), ``"old"`` when it is fused."""
+    split = any(k.endswith("attn.q_proj_weight") for k in sd)
+    resnet = any(k.startswith("backbone.res") for k in sd)
+    return "old" if (resnet or not split) else "cvpr"
+
+
+def convert_catseg_state_dict(
+    official: Mapping[str, Tensor],
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+) -> ConversionResult:
+    """Map an official CAT-Seg state dict (either release) onto ovparts' CAT-Seg.
+
+    Pure: reads tensors, returns new tensors (float32) and the config; nothing is loaded or saved. Raises
+    :class:`CheckpointError` with one sentence when the dict is not a CAT-Seg checkpoint or shapes disagree.
+    """
+    for marker, (method, command) in FOREIGN_MARKERS.items():
+        if any(k.startswith(marker) or ("." + marker) in k for k in official):
+            raise CheckpointError(
+                f"This is a {method} checkpoint, not a CAT-Seg one; convert it with `{command}`."
+            )
+    if not any(k.startswith(OFFICIAL_HEAD) for k in official):
+        raise CheckpointError(
+            "This is not a CAT-Seg checkpoint: it has no 'sem_seg_head.predictor.transformer.*' aggregator weights."
+        )
+    variant = detect_variant(official)
+    clip_sd, head_sd = _sub(official, OFFICIAL_CLIP), _sub(official, OFFICIAL_HEAD)
+    head_cfg = infer_head_config(head_sd)
+    clip_cfg = infer_clip_config(clip_sd, vision_heads, text_heads)
+    vision = clip_cfg["vision_config"]
+    if head_cfg["prompts"] not in (1, 80):
+        raise CheckpointError(
+            f"The cost embedding has {head_cfg['prompts']} prompt channels; CAT-Seg uses 1 or 80."
+        )
+    config: dict = {
+        "variant": variant,
+        **clip_cfg,
+        "image_size": clip_input_size(official, vision["patch_size"]),
+        "dense_residual": "cls" if variant == "cvpr" else "token",
+        "guidance": "clip" if variant == "cvpr" else "resnet",
+        "guidance_layers": list(default_guidance_layers(vision["num_hidden_layers"]))
+        if variant == "cvpr"
+        else [],
+        "templates": "catseg" if head_cfg["prompts"] == 1 else "imagenet",
+        "finetune": "qv" if variant == "cvpr" else "attention",
+        "head": {k: v for k, v in head_cfg.items() if k not in DERIVED_HEAD_FIELDS},
+        "tokenizer": None,
+    }
+    if variant == "cvpr":
+        config["clip_guidance_dims"] = [_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
+    else:
+        config["resnet"] = infer_resnet_config(official)
+
+    out: dict[str, Tensor] = {}
+    leftover: list[str] = []
+    notes: list[str] = []
+    for key, value in official.items():
+        if not isinstance(value, Tensor):
+            leftover.append(key)
+            continue
+        value = value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
+        if key.startswith(OFFICIAL_CLIP):
+            mapped = _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+        elif key.startswith(OFFICIAL_HEAD):
+            mapped = _apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
+            if mapped == [] and key.endswith("attn_mask"):
+                notes.extend(_check_mask(key, value, head_cfg["window"]))
+        else:
+            mapped = _apply_rules(key, value, TOP_RULES, "")
+        if mapped is None:
+            leftover.append(key)
+            continue
+        for target, tensor in mapped:
+            out[target] = tensor.contiguous()
+    leftover += _check_against_model(out, config)
+    expected = expected_shapes(config)
+    missing = sorted(k for k in expected if k not in out)
+    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
+
+
+def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the ovparts CAT-Seg state dict for a config (built on the meta device: no memory)."""
+    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
+
+    with torch.device("meta"):
+        model = CatSeg(CatSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
+    """Drop (and return) produced keys the model does not have; refuse tensors whose shape is wrong."""
+    expected = expected_shapes(config)
+    unknown = [k for k in out if k not in expected]
+    for key in unknown:
+        del out[key]
+    for key, tensor in out.items():
+        if tuple(tensor.shape) != expected[key]:
+            raise CheckpointError(
+                f"The converted tensor {key} has shape {tuple(tensor.shape)}, but the architecture read from the "
+                f"checkpoint needs {expected[key]}; the file is not a consistent CAT-Seg checkpoint."
+            )
+    return unknown
+
+
+def clip_input_size(official: Mapping[str, Tensor], patch: int) -> int:
+    """CLIP input side: the aggregator's feature grid (from the Swin mask, else 24) times the patch size."""
+    mask_key = next((k for k in official if k.endswith("block_2.attn_mask")), None)
+    if mask_key is None:
+        return 24 * patch
+    windows, tokens = official[mask_key].shape[:2]
+    side = round(windows**0.5) * round(tokens**0.5)
+    return side * patch
+
+
+def _check_mask(key: str, mask: Tensor, window: int) -> list[str]:
+    windows = mask.shape[0]
+    side = round(windows**0.5) * window
+    ours = shifted_window_mask(side, side, window, window // 2)
+    if ours.shape != mask.shape or not torch.equal(ours, mask.float()):
+        return [f"{key} differs from the shifted-window mask ovparts computes; results may differ slightly."]
+    return []
+
+
+def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read an official ``.pth`` safely (``weights_only=True``) and return its model state dict."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"No checkpoint file at {path}.")
+    data = read_torch_file(path)
+    if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
+        data = data["model"]
+    if not isinstance(data, Mapping) or not any(isinstance(v, Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors.")
+    return dict(data)
+
+
+DEFAULT_TOKENIZER = "openai/clip-vit-base-patch16"  # OpenAI's BPE, the one every CAT-Seg release uses
+
+
+def with_tokenizer_ids(config: dict, tokenizer_folder: str | os.PathLike) -> dict:
+    """The config with the text encoder's BOS / EOS / PAD ids taken from the tokenizer that will be used.
+
+    transformers pools the text at the first EOS id, so it must agree with the tokenizer (OpenAI's BPE:
+    49406 / 49407; the tests' tiny tokenizer differs).
+    """
+    from ..backbones.clip import load_tokenizer  # noqa: PLC0415
+
+    tok = load_tokenizer(tokenizer_folder)
+    ids = {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    return {
+        **config,
+        "text_config": {**config["text_config"], **{k: v for k, v in ids.items() if v is not None}},
+    }
+
+
+def resolve_tokenizer_folder(tokenizer: str | os.PathLike) -> str:
+    """A folder with CLIP tokenizer files: a local folder as given, or a hub id from the cache / hub."""
+    from ..hub import resolve_weights  # noqa: PLC0415
+
+    path = os.path.expanduser(os.fspath(tokenizer))
+    if os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json")
+    ):
+        return path
+    folder = resolve_weights(tokenizer)
+    if not any((folder / n).is_file() for n in ("vocab.json", "tokenizer.json")):
+        raise CheckpointError(
+            f"{tokenizer} has no CLIP tokenizer files (vocab.json + merges.txt or tokenizer.json)."
+        )
+    return str(folder)
+
+
+def convert_catseg_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tokenizer: str | os.PathLike = DEFAULT_TOKENIZER,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+) -> ConversionResult:
+    """Read an official ``.pth``, convert it, and save an ovparts checkpoint folder (with the tokenizer).
+
+    Refuses (one sentence, :class:`CheckpointError`) when any ovparts weight would be left uninitialised.
+    """
+    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415
+
+    result = convert_catseg_state_dict(load_official_checkpoint(checkpoint), vision_heads, text_heads)
+    if result.missing:
+        raise CheckpointError(
+            f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
+            f"(e.g. {result.missing[0]}); it may be truncated or from another method."
+        )
+    folder = resolve_tokenizer_folder(tokenizer)
+    result.config = with_tokenizer_ids(result.config, folder)
+    model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)
+    model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
+    model.save_pretrained(out_dir)
+    return result

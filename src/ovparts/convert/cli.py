@@ -1,0 +1,75 @@
+"""Click commands that wrap the converters; the main CLI mounts them under `ovparts convert`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("convert")
+def convert_group() -> None:
+    """Convert official checkpoints (.pth) into ovparts folders (safetensors + config.json).
+
+    Files are read with torch.load(weights_only=True): no code in a checkpoint ever runs.
+    """
+
+
+@convert_group.command("catseg")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--tokenizer",
+    default="openai/clip-vit-base-patch16",
+    show_default=True,
+    help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
+)
+def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
+    """Convert an official CAT-Seg checkpoint (CVPR 2024 or old release, .pth) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert catseg model_base.pth catseg-vitb/
+      ovparts segment photo.jpg --model catseg --weights catseg-vitb/ --vocab "cat: head, ear"
+    """
+    from .catseg import convert_catseg_checkpoint
+
+    result = convert_catseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
+    click.echo(result.report())
+    click.echo(f"Saved to {out_dir}.")
+
+
+@convert_group.command("partclipseg")
+@click.argument("official", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--tokenizer",
+    default="CIDAS/clipseg-rd64-refined",
+    show_default=True,
+    help="Folder or cached hub id with the CLIP tokenizer the weights were trained with.",
+)
+@click.option(
+    "--config",
+    "base_config",
+    default="default",
+    show_default=True,
+    help="Named partclipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
+)
+def convert_partclipseg(official: str, out_dir: str, tokenizer: str, base_config: str) -> None:
+    """Convert an official PartCLIPSeg checkpoint (e.g. partclipseg_voc_oracle.pth) into OUT_DIR.
+
+    OUT_DIR then loads with `--model partclipseg --weights OUT_DIR`; it keeps the official class order and
+    object-embedding index (faithful=true in its config.json), which the published weights depend on.
+    """
+    from ..errors import CheckpointError
+    from ..models.partclipseg import CONFIGS
+    from .partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+
+    if base_config not in CONFIGS:
+        raise CheckpointError(
+            f"Unknown partclipseg config {base_config!r}; choose from {', '.join(CONFIGS)}."
+        )
+    conversion = convert_state_dict(read_official_checkpoint(official), CONFIGS[base_config])
+    click.echo(conversion.summary())
+    if conversion.unconsumed:
+        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
+    path = write_checkpoint(conversion, out_dir, tokenizer)
+    click.echo(f"Wrote {path} (load it with --model partclipseg --weights {path}).")

@@ -1,0 +1,376 @@
+"""Building blocks of CAT-Seg's cost aggregation (Cho et al., CVPR 2024), shared with PartCATSeg.
+
+Everything here works on a *cost volume*: one feature map per class, shaped ``(B, C, T, H, W)`` with T the
+number of classes. Blocks that act on each class alone (cost embedding, spatial Swin aggregation, the
+upsampling decoder) take a ``class_chunk`` so that memory grows with the chunk, not with the vocabulary; the
+only block that mixes classes (class aggregation) is linear in T and runs on all classes at once. Chunking
+therefore never changes results.
+
+Module and tensor layouts follow ``../shared/design/catseg_partcatseg.md`` section 1.4-1.6; parameter names
+are ours, the converter in :mod:`ovparts.convert.catseg` maps the official names onto them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+# The official Swin mask uses -100 rather than -inf: after softmax the masked weights are ~e-44, not 0.
+SWIN_MASK_VALUE = -100.0
+
+
+def class_slices(num_classes: int, chunk: int | None) -> Iterator[slice]:
+    """Slices over the class axis; ``chunk`` None or <= 0 means all classes at once."""
+    step = num_classes if not chunk or chunk <= 0 else chunk
+    for start in range(0, num_classes, max(step, 1)):
+        yield slice(start, min(start + step, num_classes))
+
+
+def map_classes(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, dim: int = 2) -> Tensor:
+    """Apply a per-class function on slices of the class axis ``dim`` and concatenate the results."""
+    if not chunk or chunk <= 0 or chunk >= x.shape[dim]:
+        return fn(x)
+    return torch.cat(
+        [fn(x.narrow(dim, s.start, s.stop - s.start)) for s in class_slices(x.shape[dim], chunk)], dim
+    )
+
+
+def cosine_cost(image: Tensor, text: Tensor) -> Tensor:
+    """Cosine similarity of every pixel with every class prompt.
+
+    ``image`` (B, C, H, W) dense CLIP features, ``text`` (B, T, P, C) class embeddings with P prompt
+    templates; returns (B, P, T, H, W). Both sides are L2-normalised here so callers may pass raw features.
+    """
+    return torch.einsum("bchw,btpc->bpthw", F.normalize(image, dim=1), F.normalize(text, dim=-1))
+
+
+class CostEmbedding(nn.Module):
+    """7x7 convolution lifting the P cost channels of each class to the hidden width.
+
+    Applied to every class separately (classes are folded into the batch), so it never mixes classes.
+    """
+
+    def __init__(self, prompts: int, hidden_dim: int, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(prompts, hidden_dim, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, cost: Tensor, class_chunk: int | None = None) -> Tensor:
+        """(B, P, T, H, W) -> (B, hidden, T, H, W)."""
+
+        def embed(c: Tensor) -> Tensor:
+            b, p, t, h, w = c.shape
+            y = self.conv(c.transpose(1, 2).reshape(b * t, p, h, w))
+            return y.reshape(b, t, -1, h, w).transpose(1, 2)
+
+        return map_classes(embed, cost, class_chunk)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spatial aggregation: Swin window attention per class, appearance guidance in queries and keys.
+
+
+def window_partition(x: Tensor, window: int) -> Tensor:
+    """(N, H, W, C) -> (N * windows, window * window, C), windows in row-major order."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c)
+
+
+def window_merge(windows: Tensor, window: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`window_partition`: (N * windows, window * window, C) -> (N, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.reshape(-1, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def shifted_window_mask(
+    h: int, w: int, window: int, shift: int, device: torch.device | None = None
+) -> Tensor:
+    """Additive attention mask (windows, N, N) that stops shifted windows attending across the wrap-around.
+
+    Tokens that came from different regions of the cyclically shifted map get ``SWIN_MASK_VALUE``; the
+    official checkpoint stores the same mask as a buffer for the 24x24 grid, we build it for any grid.
+    """
+    region = torch.zeros(1, h, w, 1, device=device)
+    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for rows in bands:
+        for cols in bands:
+            region[:, rows, cols, :] = label
+            label += 1
+    ids = window_partition(region, window).squeeze(-1)  # (windows, N)
+    diff = ids.unsqueeze(1) - ids.unsqueeze(2)
+    return torch.zeros_like(diff).masked_fill(diff != 0, SWIN_MASK_VALUE)
+
+
+class GuidedWindowAttention(nn.Module):
+    """Multi-head window self-attention whose queries and keys also see appearance guidance.
+
+    Values come from the cost features only, so the guidance steers *where* to aggregate without being
+    copied into the cost. No relative position bias (the official block has none).
+    """
+
+    def __init__(self, dim: int, guidance_dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"The hidden width {dim} must be divisible by the {heads} attention heads.")
+        self.dim, self.heads = dim, heads
+        self.q = nn.Linear(dim + guidance_dim, dim)
+        self.k = nn.Linear(dim + guidance_dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, windows_per_item: int, mask: Tensor | None = None) -> Tensor:
+        """``x`` (N * windows, L, dim + guidance_dim) -> (N * windows, L, dim); ``mask`` (windows, L, L)."""
+        nw, length, _ = x.shape
+
+        def heads(t: Tensor) -> Tensor:
+            return t.reshape(nw, length, self.heads, -1).transpose(1, 2)
+
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x[..., : self.dim]))
+        attn_mask = None
+        if mask is not None:
+            # (windows, L, L) -> (N * windows, 1, L, L) without copying per item
+            n = nw // windows_per_item
+            attn_mask = (
+                mask.unsqueeze(1).unsqueeze(0).expand(n, -1, -1, -1, -1).reshape(nw, 1, length, length)
+            )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(nw, length, self.dim))
+
+
+class Mlp(nn.Module):
+    """Two-layer perceptron (fc1, activation, fc2)."""
+
+    def __init__(self, dim: int, hidden: int, activation: type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = activation()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class GuidedSwinBlock(nn.Module):
+    """Pre-norm Swin block: (shifted) window attention with guidance, then an MLP; both residual."""
+
+    def __init__(self, dim: int, guidance_dim: int, heads: int, window: int, shift: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = GuidedWindowAttention(dim, guidance_dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * mlp_ratio)
+        self._mask_cache: dict[tuple, Tensor] = {}
+
+    def _geometry(self, h: int, w: int) -> tuple[int, int]:
+        """Window and shift for this grid: a grid no larger than the window is one window, unshifted."""
+        if min(h, w) <= self.window:
+            return min(h, w), 0
+        if h % self.window or w % self.window:
+            raise ConfigError(
+                f"The cost grid {h}x{w} is not a multiple of the Swin window {self.window}; "
+                "use an input size whose feature grid the window divides (e.g. 384 px for ViT-B/16)."
+            )
+        return self.window, self.shift
+
+    def _mask(self, h: int, w: int, window: int, shift: int, device: torch.device) -> Tensor:
+        key = (h, w, window, shift, device)
+        if key not in self._mask_cache:
+            self._mask_cache[key] = shifted_window_mask(h, w, window, shift, device)
+        return self._mask_cache[key]
+
+    def forward(self, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
+        """``x`` (N, H*W, dim), ``guidance`` (N, H*W, guidance_dim) or None -> (N, H*W, dim)."""
+        n, length, c = x.shape
+        window, shift = self._geometry(h, w)
+        y = self.norm1(x)
+        if guidance is not None:
+            y = torch.cat([y, guidance], dim=-1)
+        y = y.reshape(n, h, w, -1)
+        if shift:
+            y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
+        windows = window_partition(y, window)
+        per_item = (h // window) * (w // window)
+        mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None
+        y = window_merge(self.attn(windows, per_item, mask), window, h, w)
+        if shift:
+            y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
+        x = x + y.reshape(n, length, c)
+        return x + self.mlp(self.norm2(x))
+
+
+class SpatialAggregation(nn.Module):
+    """Two Swin blocks (plain, then shifted by half a window) applied to each class's cost map.
+
+    The appearance guidance (B, G, H, W) is layer-normalised once and shared by every class.
+    """
+
+    def __init__(self, dim: int, guidance_dim: int, heads: int, window: int) -> None:
+        super().__init__()
+        self.block1 = GuidedSwinBlock(dim, guidance_dim, heads, window, 0)
+        self.block2 = GuidedSwinBlock(dim, guidance_dim, heads, window, window // 2)
+        self.guidance_norm = nn.LayerNorm(guidance_dim) if guidance_dim > 0 else None
+
+    def forward(self, x: Tensor, guidance: Tensor | None, class_chunk: int | None = None) -> Tensor:
+        """``x`` (B, C, T, H, W), ``guidance`` (B, G, H, W) or None -> (B, C, T, H, W)."""
+        b, c, t, h, w = x.shape
+        g = None
+        if guidance is not None and self.guidance_norm is not None:
+            g = self.guidance_norm(guidance.flatten(2).transpose(1, 2))  # (B, HW, G)
+
+        def run(chunk: Tensor) -> Tensor:
+            tc = chunk.shape[2]
+            y = chunk.permute(0, 2, 3, 4, 1).reshape(b * tc, h * w, c)
+            gc = None if g is None else g.unsqueeze(1).expand(-1, tc, -1, -1).reshape(b * tc, h * w, -1)
+            y = self.block2(self.block1(y, gc, h, w), gc, h, w)
+            return y.reshape(b, tc, h, w, c).permute(0, 4, 1, 2, 3)
+
+        return map_classes(run, x, class_chunk)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Class aggregation: linear attention across classes, text guidance in queries and keys.
+
+
+def linear_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6) -> Tensor:
+    """Kernelised attention of "Transformers are RNNs" (Katharopoulos et al., 2020) with phi = elu + 1.
+
+    ``q`` (N, L, H, D), ``k`` and ``v`` (N, S, H, D) -> (N, L, H, D). Cost is linear in L and S and there is
+    no position term, so permuting the S (class) axis of k and v permutes nothing in the output, and
+    permuting q's L axis permutes the output the same way. V is scaled by 1/S and back, as the official
+    code does, to keep the key-value sums in fp16 range.
+    """
+    q, k = F.elu(q) + 1, F.elu(k) + 1
+    s = v.shape[1]
+    kv = torch.einsum("nshd,nshv->nhdv", k, v / s)
+    norm = 1.0 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + eps)
+    return torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, norm) * s
+
+
+class ClassAttention(nn.Module):
+    """Multi-head linear attention over the class axis; text guidance enters queries and keys only.
+
+    There is no output projection in the official block, so there is none here.
+    """
+
+    def __init__(self, dim: int, guidance_dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim + guidance_dim, dim)
+        self.k = nn.Linear(dim + guidance_dim, dim)
+        self.v = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, guidance: Tensor | None) -> Tensor:
+        """``x`` (N, T, dim), ``guidance`` (N, T, G) or None -> (N, T, dim)."""
+        xg = x if guidance is None else torch.cat([x, guidance], dim=-1)
+        n, t, c = x.shape
+        q = self.q(xg).reshape(n, t, self.heads, -1)
+        k = self.k(xg).reshape(n, t, self.heads, -1)
+        v = self.v(x).reshape(n, t, self.heads, -1)
+        return linear_attention(q, k, v).reshape(n, t, c)
+
+
+class ClassAggregation(nn.Module):
+    """One class-aggregation layer: pool, linear attention across classes + MLP, upsample, residual.
+
+    ``pad_len`` > 0 appends learnable padding classes (one shared token and one shared text guidance) up to
+    ``pad_len`` classes, so attention statistics see a fixed-length sequence as in the CVPR checkpoint.
+    The layer returns ``x + up(pool(x) + delta)``, which is what the official code computes (the pooled
+    input is kept in the branch), not the textbook ``x + up(delta)``.
+    """
+
+    def __init__(self, dim: int, guidance_dim: int, heads: int, pad_len: int = 0, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = ClassAttention(dim, guidance_dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * mlp_ratio, activation=nn.ReLU)
+        self.pad_len = pad_len
+        self.pad_token = nn.Parameter(torch.zeros(dim)) if pad_len > 0 else None
+        self.pad_guidance = (
+            nn.Parameter(torch.zeros(guidance_dim)) if pad_len > 0 and guidance_dim > 0 else None
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        guidance: Tensor | None,
+        pool: tuple[int, int] = (1, 1),
+        class_chunk: int | None = None,
+    ) -> Tensor:
+        """``x`` (B, C, T, H, W), ``guidance`` (B, T, G) or None -> (B, C, T, H, W).
+
+        The layer mixes classes but never pixels, so with ``class_chunk`` it runs on slices of pixels holding
+        about ``class_chunk`` classes' worth of tokens; the result is the same.
+        """
+        b, c, t, h, w = x.shape
+        pooled = x
+        if tuple(pool) != (1, 1):
+            pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), tuple(pool))
+            pooled = pooled.reshape(b, t, c, *pooled.shape[-2:]).transpose(1, 2)
+        hp, wp = pooled.shape[-2:]
+        tokens = pooled.permute(0, 3, 4, 2, 1).reshape(b * hp * wp, t, c)  # (B*h*w, T, C)
+        g = guidance
+        extra = self.pad_len - t if self.pad_token is not None else 0
+        if extra > 0 and g is not None and self.pad_guidance is not None:
+            g = torch.cat([g, self.pad_guidance.expand(b, extra, -1)], dim=1)
+        owner = torch.arange(tokens.shape[0], device=x.device) // (hp * wp)  # batch item of each pixel row
+
+        def run(rows: Tensor, index: Tensor) -> Tensor:
+            if extra > 0:
+                rows = torch.cat([rows, self.pad_token.expand(rows.shape[0], extra, c)], dim=1)
+            rows = rows + self.attn(self.norm1(rows), None if g is None else g[index])
+            rows = rows[:, :t]  # padding classes only matter inside the attention
+            return rows + self.mlp(self.norm2(rows))
+
+        if class_chunk and 0 < class_chunk < t:
+            step = max(1, tokens.shape[0] * class_chunk // t)
+            tokens = torch.cat(
+                [run(r, o) for r, o in zip(tokens.split(step), owner.split(step), strict=True)]
+            )
+        else:
+            tokens = run(tokens, owner)
+        y = tokens.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)  # (B, T, C, h, w)
+        if (hp, wp) != (h, w):
+            y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)
+            y = y.reshape(b, t, c, h, w)
+        return x + y.transpose(1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Upsampling decoder.
+
+
+class GuidedUp(nn.Module):
+    """x2 transposed convolution, concatenation of (projected) guidance, then two 3x3 conv + GroupNorm + ReLU.
+
+    The transposed convolution outputs ``in - guidance`` channels so that the concatenation has ``in``.
+    GroupNorm uses one group per 16 channels, as the official DoubleConv.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, guidance_dim: int) -> None:
+        super().__init__()
+        if out_dim % 16:
+            raise ConfigError(
+                f"Decoder width {out_dim} must be a multiple of 16 (GroupNorm uses 16 per group)."
+            )
+        self.up = nn.ConvTranspose2d(in_dim, in_dim - guidance_dim, kernel_size=2, stride=2)
+        self.conv1 = nn.Conv2d(in_dim, out_dim, 3, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(out_dim // 16, out_dim)
+        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(out_dim // 16, out_dim)
+
+    def forward(self, x: Tensor, guidance: Tensor | None = None) -> Tensor:
+        """``x`` (N, in, H, W), ``guidance`` (N, G, 2H, 2W) or None -> (N, out, 2H, 2W)."""
+        x = self.up(x)
+        if guidance is not None:
+            x = torch.cat([x, guidance], dim=1)
+        x = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(x)))
