@@ -46,3 +46,17 @@ def test_a_model_without_a_loss_is_refused():
 
     with pytest.raises(ConfigError, match="no training loss"):
         loss_function(Nameless())
+
+
+@pytest.mark.parametrize("name", ovparts.available_models())
+def test_every_registered_model_trains_through_its_adapter(name):
+    """Each method's loss runs on the engine's batch and sends gradients to its trainable parameters."""
+    model = ovparts.load_model(name, config="tiny").train()
+    size = model.preprocess.size
+    batch = _batch(size[0]) if size[0] == size[1] else None
+    assert batch is not None, f"{name}'s tiny config is not square"
+    terms = loss_function(model)(model, batch, VOCAB, 255)
+    assert torch.isfinite(terms["total"]) and terms["total"].ndim == 0
+    terms["total"].backward()
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
+    assert trained, f"no gradient reached {name}"
