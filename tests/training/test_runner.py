@@ -70,3 +70,10 @@ def test_every_method_runs_a_few_steps_and_exports(tiny_recipe, name):
     assert result.steps == 2 and "mIoU" in result.metrics
     reloaded = ovparts.load_model(name, weights=str(result.export_dir))
     assert type(reloaded).__name__ == type(result.model).__name__
+
+
+def test_fsdp_on_cpu_is_refused_with_a_sentence(synthetic_root):
+    args = ["train", "tiny", f"data.root={synthetic_root}", "--strategy", "fsdp", "--accelerator", "cpu"]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 2
+    assert "FSDP needs GPUs" in done.output

@@ -69,6 +69,11 @@ def build_strategy(trainer: TrainerSection) -> str | Strategy:
     if name == "ddp":
         return DDPStrategy(find_unused_parameters=trainer.find_unused_parameters)
     if name == "fsdp":
+        on_cpu = trainer.accelerator == "cpu" or (
+            trainer.accelerator == "auto" and not torch.cuda.is_available()
+        )
+        if on_cpu:
+            raise ConfigError("FSDP needs GPUs (Lightning runs it on CUDA only); on CPU use --strategy ddp.")
         # use_orig_params: frozen and trainable parameters may share a wrapped module (CLIP + adapters).
         return FSDPStrategy(use_orig_params=True, state_dict_type="full")
     return name
