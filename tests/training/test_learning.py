@@ -46,5 +46,5 @@ def test_tiny_model_learns_the_synthetic_parts(tiny_recipe, synthetic_root):
     after = train(recipe, export=False).metrics["mIoU-seen"]
     print(f"learning check: seen mIoU {before:.1f} untrained -> {after:.1f} after {STEPS} steps")
     assert not np.isnan(after)
-    # Measured on CPU: 5.6 -> 25.4 (torch 2.13). Chance-level models stay near the untrained figure.
+    # Measured on CPU: 5.6-5.8 -> 24.6-25.4 (torch 2.13). Chance-level models stay near the untrained figure.
     assert after >= max(2 * before, before + 12), (before, after)
