@@ -305,9 +305,10 @@ def serve(
 
 def _register_commands() -> None:
     from .cli_eval import COMMANDS
+    from .cli_train import COMMANDS as TRAIN_COMMANDS
     from .convert.cli import convert_group
 
-    for command in (*COMMANDS, convert_group):
+    for command in (*COMMANDS, convert_group, *TRAIN_COMMANDS):
         main.add_command(command)
 
 
