@@ -13,7 +13,7 @@ from ..errors import ConfigError, UnknownModelError
 from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
-BUILTIN_MODULES = ("ovparts.models.clipseg", "ovparts.models.catseg")
+BUILTIN_MODULES = ("ovparts.models.clipseg", "ovparts.models.catseg", "ovparts.models.partcatseg")
 
 
 @dataclass(frozen=True)
