@@ -43,7 +43,7 @@ from ..losses import (
     resize_logits,
 )
 from ..templates import TEMPLATE_SETS
-from ..testing import tiny_tokenizer_folder
+from ..testing import TINY_DINOV2, tiny_tokenizer_folder
 from ..vocabulary import Vocabulary
 from .base import (
     CLIP_MEAN,
@@ -595,14 +595,6 @@ class PartCatSeg(PartSegModel):
         return cls(config, tokenizer_folder=folder if has_tokenizer else None, load_dino=False)
 
 
-TINY_DINO = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "mlp_ratio": 2,
-    "patch_size": 8,
-    "image_size": 32,
-}
 TINY_TEMPLATES = ["a photo of a {}.", "a drawing of the {}.", "{}"]
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -612,7 +604,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": _config(
         TINY_CLIP,
         image_size=32,
-        dino_config=TINY_DINO,
+        dino_config=TINY_DINOV2,
         dino_image_size=32,
         templates=TINY_TEMPLATES,
         head=head_sizes(
