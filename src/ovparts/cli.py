@@ -11,6 +11,7 @@ import click
 from .errors import OvpartsError, VocabularyError
 
 EXIT_USER_ERROR = 2
+OUTPUT_SUFFIXES = (".parts.png", ".overlay.png", ".json")
 
 
 class OvpartsGroup(click.Group):
@@ -85,6 +86,11 @@ def output_stems(images: tuple[str, ...]) -> list[str]:
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ...")
 @click.option("--background-threshold", type=float, help="Probability below which a pixel is background.")
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Skip images whose three output files already exist (resume a batch).",
+)
 def segment(
     images: tuple[str, ...],
     vocab: str | None,
@@ -97,6 +103,7 @@ def segment(
     object_mask: str | None,
     device: str,
     background_threshold: float | None,
+    skip_existing: bool,
 ) -> None:
     """Segment IMAGES into parts; writes NAME.parts.png, NAME.overlay.png and NAME.json into --out.
 
@@ -121,7 +128,12 @@ def segment(
     progress = tqdm(
         list(zip(images, output_stems(images), strict=True)), disable=len(images) < 2, unit="image"
     )
+    skipped = 0
     for image_path, stem in progress:
+        outputs = [out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES]
+        if skip_existing and all(path.is_file() for path in outputs):
+            skipped += 1
+            continue
         try:
             picture = load_image(image_path)
             result = segmenter(picture, vocabulary, object_mask=object_mask)
@@ -139,9 +151,10 @@ def segment(
             "no_part_share": float((result.part_map < 0).mean()),
             "parts": result.summary(),
         }
-        save_png(out / f"{stem}.parts.png", label_png(result.part_map))
-        save_png(out / f"{stem}.overlay.png", overlay(picture, result.part_map, vocabulary))
-        save_text(out / f"{stem}.json", json.dumps(report, indent=2))
+        # The JSON goes last: its presence marks an image as finished for --skip-existing.
+        save_png(outputs[0], label_png(result.part_map))
+        save_png(outputs[1], overlay(picture, result.part_map, vocabulary))
+        save_text(outputs[2], json.dumps(report, indent=2))
         if len(images) < 2:
             click.echo(
                 f"Wrote {out / stem}.parts.png, .overlay.png and .json ({len(report['parts'])} parts found)."
@@ -168,8 +181,9 @@ def list_models() -> None:
 
 def _register_commands() -> None:
     from .cli_eval import COMMANDS
+    from .convert.cli import convert_group
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, convert_group):
         main.add_command(command)
 
 

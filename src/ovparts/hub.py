@@ -59,20 +59,37 @@ def weight_file(folder: Path) -> Path:
     raise WeightsNotFoundError(f"The checkpoint folder {str(folder)!r} has no {' or '.join(WEIGHT_FILES)}.")
 
 
-def load_state_dict(folder: Path) -> dict:
-    """Tensors from a checkpoint folder; pickles are read with ``weights_only=True`` (no code runs)."""
+def read_torch_file(path: str | os.PathLike) -> object:
+    """``torch.load`` restricted to tensors and plain containers: a pickle that would run code is refused."""
     import torch
+
+    from .errors import CheckpointError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a plain tensor checkpoint"
+        raise CheckpointError(
+            f"{os.fspath(path)!r} could not be read as a plain PyTorch checkpoint ({type(err).__name__}); "
+            "only tensors are loaded, never pickled code."
+        ) from None
+
+
+def load_state_dict(folder: Path) -> dict:
+    """Tensors from a checkpoint folder: safetensors, or a pickle read with ``weights_only=True``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .errors import CheckpointError
 
     file = weight_file(folder)
+    if file.suffix != ".safetensors":
+        state = read_torch_file(file)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"The weights file {str(file)!r} holds no dictionary of tensors.")
+        return state
     try:
-        if file.suffix == ".safetensors":
-            return load_file(str(file))
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
+        return load_file(str(file))
+    except (SafetensorError, OSError) as err:
         raise CheckpointError(
-            f"The weights file {str(file)!r} could not be read safely ({type(err).__name__}); "
-            "only safetensors and plain tensor checkpoints are accepted."
+            f"The weights file {str(file)!r} is not a valid safetensors file ({err})."
         ) from err

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..backbones.clip_dense import default_guidance_layers
 from ..errors import CheckpointError
+from ..hub import read_torch_file
 from ..models.catseg_blocks import shifted_window_mask
 
 # Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
@@ -395,13 +396,7 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"No checkpoint file at {path}.")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a plain tensor checkpoint"
-        raise CheckpointError(
-            f"{path} could not be read as a plain PyTorch checkpoint ({type(exc).__name__}); "
-            "only tensor checkpoints are loaded, never arbitrary pickled code."
-        ) from None
+    data = read_torch_file(path)
     if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
         data = data["model"]
     if not isinstance(data, Mapping) or not any(isinstance(v, Tensor) for v in data.values()):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 
-@click.command("catseg")
+@click.group("convert")
+def convert_group() -> None:
+    """Convert official checkpoints (.pth) into ovparts folders (safetensors + config.json).
+
+    Files are read with torch.load(weights_only=True): no code in a checkpoint ever runs.
+    """
+
+
+@convert_group.command("catseg")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
