@@ -134,3 +134,26 @@ def test_wrong_checkpoints_are_refused_in_one_sentence(official, tmp_path):
 
 class NotATensor:
     """Any pickled class: a checkpoint holding one must be refused, not unpickled."""
+
+
+def test_mounted_under_ovparts_convert(official, tmp_path):
+    from ovparts.cli import main
+
+    path = tmp_path / "official.pth"
+    torch.save({"model": official}, path)
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            "partcatseg",
+            str(path),
+            str(tmp_path / "out"),
+            "--tokenizer",
+            str(tiny_tokenizer_folder()),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(
+        main, ["convert", "partcatseg", str(tmp_path / "missing.pth"), str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "No checkpoint file" in bad.output

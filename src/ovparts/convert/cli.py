@@ -37,7 +37,7 @@ def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     click.echo(f"Saved to {out_dir}.")
 
 
-@click.command("partcatseg")
+@convert_group.command("partcatseg")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
