@@ -299,3 +299,33 @@ def test_cli_segment_with_the_tiny_config(tmp_path, chelsea_path):
     )
     assert result.exit_code == 0, result.output
     assert "partcatseg" in ovparts.available_models()
+
+
+@pytest.mark.parametrize("protocol", ["oracle_obj", "pred_all"])
+def test_cli_evaluate_on_synthetic_pascal(tmp_path_factory, protocol):
+    from ovparts.cli import main
+    from ovparts.data import write_synthetic
+
+    root = tmp_path_factory.getbasetemp() / "pcs-eval"
+    if not root.exists():
+        write_synthetic("pascal_part_116", root, images_per_split=1, size=(32, 40), splits=("val",))
+    args = ["evaluate", "--model", "partcatseg", "--config", "tiny", "--dataset", "pascal_part_116"]
+    args += ["--root", str(root), "--protocol", protocol, "--average", "partcatseg", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"protocol={protocol}" in result.output and "mIoU" in result.output
+
+
+def test_query_attention_by_hand_and_permutation_equivariant():
+    from ovparts.models.catseg_blocks import query_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 2, 3, generator=gen) for _ in range(3))  # 4 classes, 2 heads
+    out = query_attention(q, k, v)
+    h = 1
+    logits = q[0, :, h] @ k[0, :, h].T / 3**0.5  # (L, S)
+    weights = logits.softmax(dim=0) + 1e-8  # over queries
+    weights = weights / weights.sum(dim=1, keepdim=True)  # then over keys
+    torch.testing.assert_close(out[0, :, h], weights @ v[0, :, h])
+    perm = torch.tensor([2, 0, 3, 1])
+    torch.testing.assert_close(query_attention(q[:, perm], k[:, perm], v[:, perm]), out[:, perm])
