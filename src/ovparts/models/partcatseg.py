@@ -305,6 +305,8 @@ class PartCatSegAggregator(CatSegAggregator):
                     f"The {name} text embeddings must be (B, T, {cfg.prompts}, {image.shape[1]}), "
                     f"got {tuple(t.shape)}."
                 )
+        part_object_text = F.normalize(part_object_text, dim=-1)  # per template, as the official features
+        specific_text = F.normalize(specific_text, dim=-1)
         num_specific = specific_to_part.shape[0]
         if specific_text.shape[1] != num_specific + 1:
             raise ConfigError(
