@@ -73,6 +73,186 @@ def test_catseg_bce_all_ignored_is_finite_when_corrected():
     assert torch.isfinite(logits.grad).all()
 
 
+# ---------------------------------------------------------------------------------------------- PartCLIPSeg
+import pytest  # noqa: E402
+
+from ovparts.losses import (  # noqa: E402
+    attention_control_losses,
+    gaussian_kernel,
+    part_attention_map,
+    partclipseg_segmentation_losses,
+    partclipseg_total_loss,
+    smooth,
+)
+
+
+def mean_bce(pairs, weights=None):
+    weights = weights or [1.0] * len(pairs)
+    return sum(w * bce(x, y) for (x, y), w in zip(pairs, weights, strict=True)) / len(pairs)
+
+
+def test_partclipseg_segmentation_losses_by_hand():
+    # T=2 parts of one object (generalized parts 0 and 1), P=2, O=1; two pixels:
+    # pixel 0 = part 1 of object 0, pixel 1 = no part, no object.
+    z = torch.tensor([[0.5, 1.0], [-1.0, 2.0], [0.3, -0.7]])  # (T+1, W) for H=1
+    y = torch.tensor([[0.2, 0.1], [1.5, -0.4], [0.8, 0.6], [-0.2, 1.1]])  # (P+O+1, W)
+    parts = torch.tensor([[[1, 255]]])
+    objects = torch.tensor([[[0, 255]]])
+    terms = partclipseg_segmentation_losses(
+        z[None, :, None], y[None, :, None], parts, objects, torch.tensor([0, 1]), num_generalized=2
+    )
+    w = [1, 1, 0.05]
+    expected_partobj = mean_bce([(0.5, 0), (-1.0, 1), (0.3, 0)], w) + mean_bce(
+        [(1.0, 0), (2.0, 0), (-0.7, 1)], w
+    )
+    expected_part = mean_bce([(0.2, 0), (1.5, 1)])
+    expected_obj = mean_bce([(0.8, 1), (-0.2, 0), (0.6, 0), (1.1, 1)], [1, 0.05, 1, 0.05])
+    assert math.isclose(terms["part_object"].item(), expected_partobj, rel_tol=1e-6)
+    assert math.isclose(terms["part"].item(), expected_part, rel_tol=1e-6)
+    assert math.isclose(terms["object"].item(), expected_obj, rel_tol=1e-6)
+
+
+def test_partclipseg_background_guard_faithful_vs_fixed():
+    z = torch.randn(1, 3, 1, 2)
+    y = torch.randn(1, 4, 1, 2)
+    gen = torch.tensor([0, 1])
+    # every pixel inside an object: the official guard averages an empty background set -> NaN -> total 0
+    parts, objects = torch.tensor([[[0, 1]]]), torch.tensor([[[0, 0]]])
+    fixed = partclipseg_segmentation_losses(z, y, parts, objects, gen, 2)
+    official = partclipseg_segmentation_losses(z, y, parts, objects, gen, 2, faithful=True)
+    assert torch.isfinite(fixed["part_object"]) and torch.isnan(official["part_object"])
+    assert partclipseg_total_loss(official, faithful=True).item() == 0.0
+    assert torch.isfinite(partclipseg_total_loss(fixed))
+    # no object anywhere: the official code skips the background term, the fixed one keeps it
+    none = torch.tensor([[[255, 255]]])
+    fixed = partclipseg_segmentation_losses(z, y, none, none, gen, 2)
+    official = partclipseg_segmentation_losses(z, y, none, none, gen, 2, faithful=True)
+    w = [1, 1, 0.05]
+    expected = mean_bce([(z[0, c, 0, x].item(), c == 2) for x in (0, 1) for c in range(3)], w * 2)
+    assert math.isclose(fixed["part_object"].item(), expected, rel_tol=1e-5)
+    assert official["part_object"].item() == 0.0
+
+
+def test_gaussian_kernel_attend_and_excite_form():
+    kernel = gaussian_kernel(3, 0.5)
+    line = [math.exp(-1), 1.0, math.exp(-1)]
+    total = sum(line)
+    for i in range(3):
+        for j in range(3):
+            assert math.isclose(kernel[i, j].item(), line[i] * line[j] / total**2, rel_tol=1e-6)
+    assert math.isclose(kernel[1, 1].item(), 0.33191, abs_tol=1e-5)
+    assert math.isclose(kernel[0, 0].item(), 0.04492, abs_tol=1e-5)
+
+
+def test_smooth_keeps_constants_and_spreads_a_delta():
+    kernel = gaussian_kernel()
+    flat = torch.full((4, 5), 0.7)
+    torch.testing.assert_close(smooth(flat, kernel), flat)
+    delta = torch.zeros(5, 5)
+    delta[2, 2] = 1.0
+    expected = torch.zeros(5, 5)
+    expected[1:4, 1:4] = kernel
+    torch.testing.assert_close(smooth(delta, kernel), expected)
+    edge = torch.zeros(3, 3)
+    edge[0, 1] = 1.0  # reflect padding mirrors row 1 into row -1, not row 0: the edge cell is not doubled
+    assert math.isclose(smooth(edge, kernel)[0, 1].item(), kernel[1, 1].item(), rel_tol=1e-6)
+
+
+def test_part_attention_map_averages_masked_rows_over_all_queries():
+    attention = torch.arange(16.0).view(4, 4)
+    mask = torch.tensor([[1, 0], [0, 1]])
+    expected = (attention[0] + attention[3]) / 4
+    torch.testing.assert_close(part_attention_map(attention, mask), expected.view(2, 2))
+
+
+def attention_case(keys: dict[int, dict[tuple[int, int], float]], batch: int = 1) -> torch.Tensor:
+    """(B, N, 10, 10) attention on a 3x3 grid: every query row of class t equals the key map keys[t]."""
+    torch.manual_seed(0)
+    attention = torch.rand(batch, len(keys), 10, 10)  # the CLS row/column must be ignored
+    for t, spots in keys.items():
+        row = torch.zeros(9)
+        for (i, j), value in spots.items():
+            row[3 * i + j] = value
+        attention[:, t, 1:, 1:] = row
+    return attention
+
+
+# part 0 attends to the middle-left cell; part 1 to the middle-left and middle-right cells equally
+KEYS = {0: {(1, 0): 1.0}, 1: {(1, 0): 0.5, (1, 2): 0.5}}
+CENTRE = 0.331906  # centre weight of the 3x3 kernel
+PEAK_0 = CENTRE * 1.0 * 3 / 9  # 3 of 9 query rows are part 0's pixels
+PEAK_1 = CENTRE * 0.5 * 2 / 9  # part 1 covers 2 cells
+
+
+def run_attention_losses(part_map, object_map, part_to_object, batch=1, **kw):
+    attention = attention_case(KEYS, batch)
+    index = torch.arange(2)
+    parts = torch.tensor(part_map).expand(batch, 3, 3)
+    objects = torch.tensor(object_map).expand(batch, 3, 3)
+    return attention_control_losses(
+        attention, index, index, torch.tensor(part_to_object), parts, objects, (3, 3), **kw
+    )
+
+
+def test_attention_losses_one_object_by_hand():
+    # one object everywhere but row 0 column 2 (background); part 0 = left column, part 1 = right column
+    part_map = [[0, 255, 255], [0, 255, 1], [0, 255, 1]]
+    object_map = [[0, 0, 255], [0, 0, 0], [0, 0, 0]]
+    for faithful in (True, False):
+        sep, enh = run_attention_losses(part_map, object_map, [0, 0], faithful=faithful)
+        # both parts claim (1,0); part 1 also claims (1,2): overlap 1 cell of 2 covered ones
+        if faithful:
+            assert math.isclose(sep.item(), 0.5, abs_tol=1e-6)
+        assert math.isclose(enh.item(), 1 - min(PEAK_0, PEAK_1), rel_tol=1e-4)
+    soft_sep, _ = run_attention_losses(part_map, object_map, [0, 0], faithful=False, temperature=1e-4)
+    assert math.isclose(soft_sep.item(), 0.5, abs_tol=1e-3)  # the relaxation tends to the official step
+
+
+def test_attention_losses_scope_and_normalisation_faithful_vs_fixed():
+    # object 0 = left column with part 0, object 1 = the rest with part 1 (right column); no background
+    part_map = [[0, 255, 255], [0, 255, 1], [0, 255, 1]]
+    object_map = [[0, 1, 1], [0, 1, 1], [0, 1, 1]]
+    sep, enh = run_attention_losses(part_map, object_map, [0, 1], faithful=False, temperature=1e-4)
+    assert math.isclose(sep.item(), 0.0, abs_tol=1e-3)  # each object only counts its own part
+    assert math.isclose(enh.item(), ((1 - PEAK_0) + (1 - PEAK_1)) / 2, rel_tol=1e-4)
+    # official: no unlabelled pixel, so unique()[:-1] drops object 1; object 0 counts both parts
+    sep, enh = run_attention_losses(part_map, object_map, [0, 1], faithful=True)
+    assert math.isclose(sep.item(), 1.0, abs_tol=1e-6)
+    assert math.isclose(enh.item(), 1 - PEAK_1, rel_tol=1e-4)
+    # official sums are divided by objects x batch size: a duplicated batch halves them
+    sep2, enh2 = run_attention_losses(part_map, object_map, [0, 1], batch=2, faithful=True)
+    assert math.isclose(sep2.item(), 0.5, abs_tol=1e-6)
+    assert math.isclose(enh2.item(), (1 - PEAK_1) / 2, rel_tol=1e-4)
+    sep2, enh2 = run_attention_losses(part_map, object_map, [0, 1], batch=2, faithful=False)
+    assert math.isclose(enh2.item(), ((1 - PEAK_0) + (1 - PEAK_1)) / 2, rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_separation_gradient_only_when_relaxed(faithful):
+    attention = attention_case(KEYS).requires_grad_(True)
+    part_map = torch.tensor([[[0, 255, 255], [0, 255, 1], [0, 255, 1]]])
+    object_map = torch.tensor([[[0, 0, 255], [0, 0, 0], [0, 0, 0]]])
+    index = torch.arange(2)
+    sep, enh = attention_control_losses(
+        attention, index, index, torch.tensor([0, 0]), part_map, object_map, (3, 3), faithful=faithful
+    )
+    has_grad = sep.requires_grad
+    if has_grad:
+        (grad,) = torch.autograd.grad(sep, attention, retain_graph=True)
+        has_grad = grad.abs().sum().item() > 0
+    assert has_grad is (not faithful)  # the official hard threshold gives L_sep no gradient
+    (grad,) = torch.autograd.grad(enh, attention)
+    assert grad.abs().sum().item() > 0  # L_enh always back-propagates
+
+
+def test_partclipseg_total_loss_weights():
+    terms = {k: torch.tensor(v) for k, v in dict(part_object=1.0, object=2.0, part=3.0).items()}
+    assert math.isclose(partclipseg_total_loss(terms).item(), 6.0)
+    terms.update(separation=torch.tensor(10.0), enhancement=torch.tensor(100.0))
+    assert math.isclose(partclipseg_total_loss(terms).item(), 6.0 + 1.0 + 1.0)
+    assert math.isclose(partclipseg_total_loss(terms, object_weight=0.5, part_weight=0).item(), 1 + 1 + 2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # PartCATSeg (design notes section 2.6)
 

@@ -86,8 +86,8 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         )
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    if not np.issubdtype(array.dtype, np.number):
-        raise ImageError(f"An image array must hold numbers, got dtype {array.dtype}.")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ImageError(f"An image array must hold real numbers, got dtype {array.dtype}.")
     if array.dtype != np.uint8:
         values = array.astype(np.float64)
         if not np.isfinite(values).all():

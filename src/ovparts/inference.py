@@ -246,6 +246,34 @@ class Segmenter:
         up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)[0]
         return torch.sigmoid(up) if activation == "sigmoid" else up
 
+    def _predicted_objects(
+        self, logits: PartLogits, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel, the argmax of the object head over objects + "no object" (-1), and P(no object).
+
+        This is PartCLIPSeg's Pred-All: the object decision gates the parts, so a pixel takes the best part
+        of its predicted object, and background exactly where the object head says "no object". Without an
+        object background channel, "no object" is where no object reaches the background threshold.
+        """
+        objects, background = logits.objects, logits.object_background
+        activation = "sigmoid" if logits.activation == "sigmoid" else "identity"
+        best = torch.full(size, -torch.inf, device=objects.device)
+        label = torch.full(size, -1, dtype=torch.long, device=objects.device)
+        for start in range(0, objects.shape[1], UPSAMPLE_CHUNK):
+            # compare probabilities, not logits: saturated sigmoids tie, and ties go to the first object
+            chunk = self._probabilities(objects[:, start : start + UPSAMPLE_CHUNK], size, activation)
+            value, index = chunk.max(dim=0)
+            better = value > best
+            best = torch.where(better, value, best)
+            label = torch.where(better, index + start, label)
+        if background is not None:
+            no_object = self._probabilities(background, size, activation)[0]
+            label = torch.where(no_object > best, -1, label)  # background is the last channel: loses ties
+        else:
+            no_object = 1.0 - best
+            label = torch.where(best >= self.background_threshold, label, -1)
+        return label, no_object
+
     def _labels(
         self,
         logits: PartLogits,
@@ -257,6 +285,9 @@ class Segmenter:
         device = logits.parts.device
         part_objects = torch.as_tensor(vocab.part_to_object, device=device)
         object_ids = None if objects is None else torch.as_tensor(objects, device=device)
+        no_object = None
+        if object_ids is None and logits.objects is not None:  # Pred-All with the model's own objects
+            object_ids, no_object = self._predicted_objects(logits, size)
         best = torch.full(size, -1.0, device=device)
         label = torch.full(size, -1, dtype=torch.long, device=device)
         kept = [] if keep_scores else None
@@ -282,6 +313,8 @@ class Segmenter:
         if object_ids is not None:
             label = torch.where(object_ids >= 0, label, -1)
             confidence = best.clamp(min=0)
+            if no_object is not None:
+                confidence = torch.where(label >= 0, confidence, no_object)
         elif background is not None:
             bg = self._probabilities(background, size, activation).max(dim=0).values
             label = torch.where(bg >= best, -1, label)

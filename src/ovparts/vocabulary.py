@@ -94,10 +94,11 @@ class Vocabulary:
         for index, part in enumerate(parts):
             if part.id != index:
                 raise VocabularyError(f"Part {part.name!r} has id {part.id} but sits at position {index}.")
-        names = [p.name for p in parts]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise VocabularyError(f"The part {duplicates[0]!r} is listed twice; each part must be unique.")
+        seen_names: set[str] = set()
+        for part in parts:
+            if part.name in seen_names:
+                raise VocabularyError(f"The part {part.name!r} is listed twice; each part must be unique.")
+            seen_names.add(part.name)
         if objects is None:
             objects = _unique_in_order((p.object for p in parts), official=False)
         objects = tuple(objects)
@@ -125,15 +126,14 @@ class Vocabulary:
         if not isinstance(text, str):
             raise VocabularyError(f"A vocabulary must be text, got {type(text).__name__}.")
         pairs: list[tuple[str, str]] = []
-        objects: list[str] = []
+        objects: dict[str, None] = {}  # an ordered set
         for entry in re.split(r"[;\n]", text):
             if not entry.strip():
                 continue
             if ":" in entry:
                 head, _, tail = entry.partition(":")
                 obj = _clean_name(head, "object")
-                if obj not in objects:
-                    objects.append(obj)
+                objects.setdefault(obj)
                 items = [item for item in tail.split(",") if item.strip()]
                 if not items and ":" in tail:
                     raise VocabularyError(f"The entry {entry.strip()!r} has more than one ':'.")
@@ -148,8 +148,7 @@ class Vocabulary:
                     pairs.append((obj, _clean_name(part_raw, "part")))
                 else:
                     obj = _clean_name(item, "object")
-                if obj not in objects:
-                    objects.append(obj)
+                objects.setdefault(obj)
         unique_pairs = list(dict.fromkeys(pairs))
         if not unique_pairs:
             raise VocabularyError(
@@ -157,7 +156,7 @@ class Vocabulary:
             )
         unseen = set(unseen_objects)
         parts = [Part(i, obj, part, obj not in unseen) for i, (obj, part) in enumerate(unique_pairs)]
-        return cls(parts, objects, unseen_objects=unseen, official_order=official_order)
+        return cls(parts, list(objects), unseen_objects=unseen, official_order=official_order)
 
     @classmethod
     def from_names(
@@ -296,14 +295,15 @@ class Vocabulary:
     def format(self) -> str:
         """The text form ``parse`` reads back to an equal vocabulary (ids and object order kept)."""
         entries: list[str] = []
-        emitted: set[str] = set()
         object_index = {o: i for i, o in enumerate(self.objects)}
+        # Objects are introduced in label order, so those already written always form a prefix.
+        written = 0
 
-        def emit_objects_before(limit: int) -> None:
-            for obj in self.objects[:limit]:
-                if obj not in emitted:
-                    entries.append(obj)
-                    emitted.add(obj)
+        def introduce_objects_until(limit: int) -> None:
+            nonlocal written
+            while written < limit:
+                entries.append(self.objects[written])
+                written += 1
 
         run_object, run_parts = None, []
         for part in [*self.parts, None]:
@@ -314,10 +314,11 @@ class Vocabulary:
                 entries.append(f"{run_object}: {', '.join(run_parts)}")
             if part is None:
                 break
-            emit_objects_before(object_index[part.object])
-            emitted.add(part.object)
+            index = object_index[part.object]
+            introduce_objects_until(index)
+            written = max(written, index + 1)
             run_object, run_parts = part.object, [part.part]
-        emit_objects_before(len(self.objects))
+        introduce_objects_until(len(self.objects))
         return "; ".join(entries)
 
 

@@ -135,6 +135,8 @@ def test_tiny_config_builds_offline():
 def test_load_errors_are_typed(tmp_path, tiny_clipseg_dir):
     with pytest.raises(UnknownModelError, match="available models"):
         ovparts.load_model("no-such-model")
+    with pytest.raises(WeightsNotFoundError, match="ovparts convert partclipseg"):
+        ovparts.load_model("partclipseg")  # nothing published on the hub: say how to get weights
     with pytest.raises(WeightsNotFoundError, match="not in the Hugging Face cache"):
         ovparts.load_model("clipseg", weights="nobody/not-a-model")
     (tmp_path / "bad").mkdir()

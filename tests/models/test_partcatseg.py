@@ -329,3 +329,14 @@ def test_query_attention_by_hand_and_permutation_equivariant():
     torch.testing.assert_close(out[0, :, h], weights @ v[0, :, h])
     perm = torch.tensor([2, 0, 3, 1])
     torch.testing.assert_close(query_attention(q[:, perm], k[:, perm], v[:, perm]), out[:, perm])
+
+
+def test_pred_all_gated_by_predicted_objects_when_asked(model, vocab, chelsea):
+    gated = PartCatSeg(model.config.replace(pred_all="objects"))
+    gated.load_state_dict(model.state_dict())
+    result = ovparts.Segmenter(gated)(chelsea, vocab)
+    labelled = result.part_map >= 0
+    # every part pixel carries a part of the object predicted there
+    parts_object = np.asarray(vocab.part_to_object)[result.part_map[labelled]]
+    assert np.array_equal(parts_object, result.object_map[labelled])
+    assert not np.any(result.object_map == vocab.objects.index("car"))  # no parts: never predicted

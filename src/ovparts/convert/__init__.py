@@ -1,1 +1,1 @@
-"""Converters from official checkpoints to ovparts checkpoints (safetensors + config.json)."""
+"""Official checkpoints -> ovparts checkpoints (safetensors + config.json), one pure function per method."""

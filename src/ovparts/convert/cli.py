@@ -37,6 +37,44 @@ def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     click.echo(f"Saved to {out_dir}.")
 
 
+@convert_group.command("partclipseg")
+@click.argument("official", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--tokenizer",
+    default="CIDAS/clipseg-rd64-refined",
+    show_default=True,
+    help="Folder or cached hub id with the CLIP tokenizer the weights were trained with.",
+)
+@click.option(
+    "--config",
+    "base_config",
+    default="default",
+    show_default=True,
+    help="Named partclipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
+)
+def convert_partclipseg(official: str, out_dir: str, tokenizer: str, base_config: str) -> None:
+    """Convert an official PartCLIPSeg checkpoint (e.g. partclipseg_voc_oracle.pth) into OUT_DIR.
+
+    OUT_DIR then loads with `--model partclipseg --weights OUT_DIR`; it keeps the official class order and
+    object-embedding index (faithful=true in its config.json), which the published weights depend on.
+    """
+    from ..errors import CheckpointError
+    from ..models.partclipseg import CONFIGS
+    from .partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+
+    if base_config not in CONFIGS:
+        raise CheckpointError(
+            f"Unknown partclipseg config {base_config!r}; choose from {', '.join(CONFIGS)}."
+        )
+    conversion = convert_state_dict(read_official_checkpoint(official), CONFIGS[base_config])
+    click.echo(conversion.summary())
+    if conversion.unconsumed:
+        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
+    path = write_checkpoint(conversion, out_dir, tokenizer)
+    click.echo(f"Wrote {path} (load it with --model partclipseg --weights {path}).")
+
+
 @convert_group.command("partcatseg")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))

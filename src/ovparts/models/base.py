@@ -44,7 +44,9 @@ class PartLogits:
 
     ``parts`` follows ``vocab.parts``; ``background`` is the "no part" channel when the model has one
     (otherwise the Segmenter thresholds part scores); ``objects`` follows ``vocab.objects`` when the model
-    predicts objects itself (PartCLIPSeg, PartCATSeg).
+    predicts objects itself (PartCLIPSeg, PartCATSeg), and ``object_background`` is that object head's
+    "no object" channel. With ``objects``, Pred-All takes each pixel's object from the object head and its
+    part from that object's parts only.
     """
 
     parts: torch.Tensor
@@ -52,6 +54,7 @@ class PartLogits:
     objects: torch.Tensor | None = None
     activation: str = "sigmoid"
     extras: dict[str, Any] = field(default_factory=dict)
+    object_background: torch.Tensor | None = None
 
 
 @dataclass

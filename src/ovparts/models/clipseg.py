@@ -98,7 +98,7 @@ def _architecture_config(architecture: dict, **extra: Any) -> dict[str, Any]:
 
 CONFIGS = {
     "default": _architecture_config(RD64_REFINED, tokenizer="tiny"),
-    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=8),
+    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=128),
     "ov-parts": _architecture_config(
         RD64_REFINED, tokenizer="tiny", visual_adapter=True, non_object_embedding=True
     ),
@@ -293,6 +293,10 @@ class ClipSeg(PartSegModel):
 
     name = "clipseg"
     config_class = ClipSegConfig
+    # Subclasses (PartCLIPSeg) swap in a decoder that extends this one, and name the parameters a plain
+    # transformers CLIPSeg checkpoint does not have, so they can start from one.
+    decoder_class: type[ClipSegDecoder] = ClipSegDecoder
+    foreign_optional: tuple[str, ...] = ("visual_adapter.", "non_object_embedding")
 
     def __init__(self, config: ClipSegConfig, tokenizer_folder: str | Path | None = None) -> None:
         super().__init__(config)
@@ -304,7 +308,7 @@ class ClipSeg(PartSegModel):
             tokenizer_folder = tiny_tokenizer_folder()
         clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
         self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
-        self.decoder = ClipSegDecoder(config)
+        self.decoder = self.decoder_class(config)
         vision_width = config.vision_config["hidden_size"]
         self.visual_adapter = Adapter(vision_width) if config.visual_adapter else None
         if config.non_object_embedding:
@@ -373,12 +377,15 @@ class ClipSeg(PartSegModel):
             raise CheckpointError(
                 f"The checkpoint in {str(folder)!r} is neither an ovparts nor a transformers CLIPSeg checkpoint."
             )
-        config = ClipSegConfig.from_dict({**config_from_hf(stored), **overrides})
+        config = cls.config_class.from_dict({**config_from_hf(stored), **overrides})
         model = cls._build_for_checkpoint(config, folder)
         state = hf_state_dict_to_ovparts(load_state_dict(folder))
-        optional = ("visual_adapter.", "non_object_embedding")
-        model.load_checked_state_dict(state, source=str(folder), allow_missing=optional)
+        model.load_checked_state_dict(state, source=str(folder), allow_missing=cls.foreign_optional)
+        model._after_foreign_load()
         return model.eval()
+
+    def _after_foreign_load(self) -> None:
+        """Hook: initialise what a transformers CLIPSeg checkpoint did not provide."""
 
 
 def config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:

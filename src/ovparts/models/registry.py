@@ -9,11 +9,16 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UnknownModelError
+from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
 from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
-BUILTIN_MODULES = ("ovparts.models.clipseg", "ovparts.models.catseg", "ovparts.models.partcatseg")
+BUILTIN_MODULES = (
+    "ovparts.models.clipseg",
+    "ovparts.models.catseg",
+    "ovparts.models.partclipseg",
+    "ovparts.models.partcatseg",
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,13 @@ def load_model(
     ``class_chunk``.
     """
     spec = model_spec(name)
-    if weights is None and config is None and spec.default_weights:
+    if weights is None and config is None:
+        if not spec.default_weights:
+            raise WeightsNotFoundError(
+                f"{name} has no weights on the hub; convert the official checkpoint with "
+                f"`ovparts convert {name} OFFICIAL.pth OUT_DIR` and pass --weights OUT_DIR "
+                "(or --config tiny for a random test model)."
+            )
         weights = spec.default_weights
     if weights is not None:
         overrides = config if isinstance(config, dict) else None

@@ -1,0 +1,159 @@
+import fractions
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import CLIPSegForImageSegmentation
+
+import ovparts
+from ovparts.cli import OvpartsGroup
+from ovparts.convert.cli import convert_partclipseg
+from ovparts.convert.partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+from ovparts.errors import CheckpointError
+from ovparts.models.partclipseg import CONFIGS
+from ovparts.testing import TINY_CLIPSEG, clipseg_hf_config, tiny_tokenizer_folder
+
+PREFIX = "partclipseg_model."
+
+
+def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Keys as the official PartCLIPSeg saves them (design notes 6.3), with the tiny architecture's shapes.
+
+    The CLIPSeg part comes from transformers itself; the PartCLIPSeg extras are listed by hand.
+    """
+    torch.manual_seed(seed)
+    hf = CLIPSegForImageSegmentation(clipseg_hf_config(TINY_CLIPSEG))
+    state = {PREFIX + k: v.clone() for k, v in hf.state_dict().items()}
+    r, d, v = (
+        TINY_CLIPSEG["reduce_dim"],
+        TINY_CLIPSEG["projection_dim"],
+        TINY_CLIPSEG["vision_config"]["hidden_size"],
+    )
+    shapes = {
+        "decoder.cond_film_mul.weight": (r, d),
+        "decoder.cond_film_mul.bias": (r,),
+        "decoder.cond_film_add.weight": (r, d),
+        "decoder.cond_film_add.bias": (r,),
+        "decoder.part_obj_with_cond_embed.0.weight": (r, r, 3, 3),
+        "decoder.part_obj_with_cond_embed.0.bias": (r,),
+        "decoder.part_obj_with_cond_embed.2.weight": (r, r // 2, 4, 4),
+        "decoder.part_obj_with_cond_embed.2.bias": (r // 2,),
+        "decoder.part_obj_with_cond_embed.4.weight": (r // 2, 1, 4, 4),
+        "decoder.part_obj_with_cond_embed.4.bias": (1,),
+        "decoder.part_obj_mlp.0.weight": (r, 2 * r),
+        "decoder.part_obj_mlp.0.bias": (r,),
+        "decoder.reduce_cond_embed.weight": (d, 2 * d),
+        "decoder.reduce_cond_embed.bias": (d,),
+        "non_object_embedding": (1, d),
+        "visual_adapter.fc.0.weight": (v // 4, v),
+        "visual_adapter.fc.2.weight": (v, v // 4),
+        "text_adapter.fc.0.weight": (d // 4, d),
+        "text_adapter.fc.2.weight": (d, d // 4),
+        "tunable_linear.weight": (1000, d),
+    }
+    for key, shape in shapes.items():
+        state[PREFIX + key] = torch.randn(shape) * 0.1
+    state[PREFIX + "clip.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    state[PREFIX + "clip.vision_model.embeddings.position_ids"] = torch.arange(17)[None]
+    return state
+
+
+def save_official(path, state=None):
+    payload = {
+        "model": official_state_dict() if state is None else state,
+        "optimizer": {
+            "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4)}},
+            "param_groups": [],
+        },
+        "scheduler": {"last_epoch": 19999, "base_lrs": [1e-4]},
+        "iteration": 19999,
+    }
+    torch.save(payload, path)
+    return path
+
+
+def cli():
+    """The command under an ovparts-style group, as the lead registers it (`ovparts convert partclipseg`)."""
+
+    @click.group(cls=OvpartsGroup)
+    def root() -> None:
+        pass
+
+    @root.group()
+    def convert() -> None:
+        pass
+
+    convert.add_command(convert_partclipseg)
+    return root
+
+
+def test_cli_round_trip(tmp_path):
+    official = official_state_dict()
+    path = save_official(tmp_path / "partclipseg_voc_oracle.pth", official)
+    out = tmp_path / "converted"
+    args = ["convert", "partclipseg", str(path), str(out), "--config", "tiny"]
+    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tiny_tokenizer_folder())])
+    assert result.exit_code == 0, result.output
+    assert "dropped on purpose" in result.output and "unconsumed" not in result.output
+    assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    model = ovparts.load_model("partclipseg", weights=str(out))
+    assert model.config.faithful is True
+    ours = model.state_dict()
+    for key, tensor in official.items():
+        name = key[len(PREFIX) :]
+        if name.startswith(("text_adapter.", "tunable_linear.")) or name.endswith("position_ids"):
+            continue
+        mine = ours["backbone." + name if name.startswith("clip.") else name]
+        assert torch.equal(mine, tensor), key
+    vocab = ovparts.Vocabulary.parse("dog: head, tail; cat: ear")
+    with torch.no_grad():
+        assert model.predict(torch.randn(1, 3, 64, 64), vocab).parts.shape == (1, 3, 64, 64)
+    # the output folder is never overwritten
+    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tiny_tokenizer_folder())])
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_conversion_accounts_for_every_key():
+    official = official_state_dict()
+    official[PREFIX + "decoder.something_new.weight"] = torch.zeros(2)
+    conversion = convert_state_dict(official, CONFIGS["tiny"])
+    assert conversion.unconsumed == [PREFIX + "decoder.something_new.weight"]
+    assert not conversion.missing
+    assert len(conversion.dropped) == 5  # two dead adapters' weights, tunable_linear, two index buffers
+    assert len(conversion.state_dict) + len(conversion.dropped) + 1 == len(official)
+    del official[PREFIX + "decoder.reduce_cond_embed.bias"]
+    conversion = convert_state_dict(official, CONFIGS["tiny"])
+    assert conversion.missing == ["decoder.reduce_cond_embed.bias"]
+    with pytest.raises(CheckpointError, match="lacks 1 tensors"):
+        write_checkpoint(conversion, "/nonexistent/never-written", tiny_tokenizer_folder())
+
+
+def test_wrong_shapes_are_refused():
+    official = official_state_dict()
+    official[PREFIX + "decoder.part_obj_mlp.0.weight"] = torch.zeros(16, 17)
+    with pytest.raises(CheckpointError, match="part_obj_mlp.0.weight.*shape"):
+        convert_state_dict(official, CONFIGS["tiny"])
+    del official[PREFIX + "non_object_embedding"]
+    with pytest.raises(CheckpointError, match="lacks 'non_object_embedding'"):
+        convert_state_dict(official, CONFIGS["tiny"])
+
+
+def test_non_partclipseg_files_are_refused(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="plain PyTorch checkpoint"):
+        read_official_checkpoint(text)
+    baseline = {k.replace(PREFIX, "clipseg_model."): v for k, v in official_state_dict().items()}
+    with pytest.raises(CheckpointError, match="OV-PARTS CLIPSeg baseline"):
+        read_official_checkpoint(save_official(tmp_path / "clipseg.pth", baseline))
+    with pytest.raises(CheckpointError, match="no key starts with"):
+        read_official_checkpoint(save_official(tmp_path / "other.pth", {"encoder.weight": torch.zeros(1)}))
+    pickled = tmp_path / "code.pth"
+    torch.save({"model": {"x": fractions.Fraction(1, 2)}}, pickled)  # arbitrary objects are never unpickled
+    with pytest.raises(CheckpointError, match="never pickled code"):
+        read_official_checkpoint(pickled)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_official_checkpoint(tmp_path / "missing.pth")
+    result = CliRunner().invoke(cli(), ["convert", "partclipseg", str(text), str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
