@@ -73,3 +73,27 @@ def convert_partclipseg(official: str, out_dir: str, tokenizer: str, base_config
         click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
     path = write_checkpoint(conversion, out_dir, tokenizer)
     click.echo(f"Wrote {path} (load it with --model partclipseg --weights {path}).")
+
+
+@convert_group.command("partcatseg")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--tokenizer",
+    default="openai/clip-vit-base-patch16",
+    show_default=True,
+    help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
+)
+def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
+    """Convert an official PartCATSeg checkpoint (.pth, CLIP + DINOv2 + aggregator) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert partcatseg partcatseg_voc.pth partcatseg-voc/
+      ovparts segment photo.jpg --model partcatseg --weights partcatseg-voc/ --vocab "cat: head, ear"
+    """
+    from .partcatseg import convert_partcatseg_checkpoint
+
+    result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
+    click.echo(result.report())
+    click.echo(f"Saved to {out_dir}.")
