@@ -84,7 +84,7 @@ class ClipSegConfig(ModelConfig):
     # Without a background vector, a pixel is background where no part's probability reaches this value.
     background_threshold: float = 0.5
     # Classes decoded together; bounds memory for large vocabularies without changing the result.
-    class_chunk: int = 16
+    class_chunk: int = 8
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 
