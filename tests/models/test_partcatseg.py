@@ -301,21 +301,6 @@ def test_cli_segment_with_the_tiny_config(tmp_path, chelsea_path):
     assert "partcatseg" in ovparts.available_models()
 
 
-@pytest.mark.parametrize("protocol", ["oracle_obj", "pred_all"])
-def test_cli_evaluate_on_synthetic_pascal(tmp_path_factory, protocol):
-    from ovparts.cli import main
-    from ovparts.data import write_synthetic
-
-    root = tmp_path_factory.getbasetemp() / "pcs-eval"
-    if not root.exists():
-        write_synthetic("pascal_part_116", root, images_per_split=1, size=(32, 40), splits=("val",))
-    args = ["evaluate", "--model", "partcatseg", "--config", "tiny", "--dataset", "pascal_part_116"]
-    args += ["--root", str(root), "--protocol", protocol, "--average", "partcatseg", "--no-progress"]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert f"protocol={protocol}" in result.output and "mIoU" in result.output
-
-
 def test_query_attention_by_hand_and_permutation_equivariant():
     from ovparts.models.catseg_blocks import query_attention
 
