@@ -10,7 +10,7 @@ import ovparts
 from ovparts.errors import ConfigError
 from ovparts.precision import autocast, check_precision
 
-MODELS = ["clipseg", "catseg", "partclipseg"]
+MODELS = ["clipseg", "catseg", "partclipseg", "partcatseg"]
 VOCAB = "dog: head, leg, tail; cat: ear, head"
 
 
@@ -44,7 +44,9 @@ def test_second_call_with_same_vocabulary_runs_no_text_encoder(name, image):
     ovparts.Segmenter(model, precision="bf16")(image, VOCAB)  # the cache is shared across precisions
     assert model.backbone.text_encoder_calls == calls
     segmenter(image, "dog: head, nose")
-    assert model.backbone.text_encoder_calls == calls + 1
+    assert (
+        model.backbone.text_encoder_calls > calls
+    )  # a new vocabulary is encoded (PartCATSeg: parts + objects)
 
 
 def test_text_embeddings_stay_fp32_under_autocast():

@@ -306,9 +306,10 @@ def serve(
 def _register_commands() -> None:
     from .cli_benchmark import benchmark
     from .cli_eval import COMMANDS
+    from .cli_train import COMMANDS as TRAIN_COMMANDS
     from .convert.cli import convert_group
 
-    for command in (*COMMANDS, convert_group, benchmark):
+    for command in (*COMMANDS, convert_group, *TRAIN_COMMANDS, benchmark):
         main.add_command(command)
 
 

@@ -142,3 +142,41 @@ def write_clipseg_checkpoint(folder: str | Path, architecture: dict | None = Non
     model.save_pretrained(folder)
     write_tiny_tokenizer(folder)
     return folder
+
+
+# A DINOv2 small enough for unit tests, with every structural feature of dinov2-small (layer scale, CLS,
+# a square position table that must be interpolated to other grids).
+TINY_DINOV2 = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "mlp_ratio": 2,
+    "patch_size": 8,
+    "image_size": 32,
+}
+# DINO v1 (facebook/dino-vitb16's layout, ``ViTModel`` without pooler), tiny.
+TINY_DINO_V1 = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "patch_size": 8,
+    "image_size": 32,
+    "qkv_bias": True,
+}
+
+
+def write_dino_checkpoint(
+    folder: str | Path, kind: str = "dinov2", architecture: dict | None = None, seed: int = 0
+) -> Path:
+    """A random DINOv2 (``Dinov2Model``) or DINO v1 (``ViTModel``) saved with ``save_pretrained``: the hub's
+    folder format, as ``facebook/dinov2-small`` or ``facebook/dino-vitb16`` download."""
+    import torch
+
+    from .backbones.dino import build_dino
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    default = TINY_DINOV2 if kind == "dinov2" else TINY_DINO_V1
+    build_dino(kind, dict(architecture or default)).save_pretrained(folder)
+    return folder

@@ -58,7 +58,7 @@ def test_model_folder_with_malicious_bin_is_refused(tmp_path, tiny_clipseg_dir):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("command", ["catseg", "partclipseg"])
+@pytest.mark.parametrize("command", ["catseg", "partclipseg", "partcatseg"])
 def test_converter_refuses_malicious_checkpoint(tmp_path, command):
     marker = tmp_path / "ran"
     write_malicious(tmp_path / "evil.pth", marker)

@@ -13,15 +13,24 @@ def convert_group() -> None:
     """
 
 
-@convert_group.command("catseg")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--tokenizer",
-    default="openai/clip-vit-base-patch16",
-    show_default=True,
-    help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
-)
+def converter_command(name: str, default_tokenizer: str):
+    """``ovparts convert NAME CHECKPOINT OUT_DIR [--tokenizer ...]``: the arguments every converter takes."""
+
+    def decorate(function):
+        function = click.option(
+            "--tokenizer",
+            default=default_tokenizer,
+            show_default=True,
+            help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
+        )(function)
+        function = click.argument("out_dir", type=click.Path(file_okay=False))(function)
+        function = click.argument("checkpoint", type=click.Path(dir_okay=False))(function)
+        return convert_group.command(name)(function)
+
+    return decorate
+
+
+@converter_command("catseg", "openai/clip-vit-base-patch16")
 def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     """Convert an official CAT-Seg checkpoint (CVPR 2024 or old release, .pth) into OUT_DIR.
 
@@ -37,15 +46,7 @@ def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     click.echo(f"Saved to {out_dir}.")
 
 
-@convert_group.command("partclipseg")
-@click.argument("official", type=click.Path(dir_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--tokenizer",
-    default="CIDAS/clipseg-rd64-refined",
-    show_default=True,
-    help="Folder or cached hub id with the CLIP tokenizer the weights were trained with.",
-)
+@converter_command("partclipseg", "CIDAS/clipseg-rd64-refined")
 @click.option(
     "--config",
     "base_config",
@@ -53,7 +54,7 @@ def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     show_default=True,
     help="Named partclipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
 )
-def convert_partclipseg(official: str, out_dir: str, tokenizer: str, base_config: str) -> None:
+def convert_partclipseg(checkpoint: str, out_dir: str, tokenizer: str, base_config: str) -> None:
     """Convert an official PartCLIPSeg checkpoint (e.g. partclipseg_voc_oracle.pth) into OUT_DIR.
 
     OUT_DIR then loads with `--model partclipseg --weights OUT_DIR`; it keeps the official class order and
@@ -67,9 +68,25 @@ def convert_partclipseg(official: str, out_dir: str, tokenizer: str, base_config
         raise CheckpointError(
             f"Unknown partclipseg config {base_config!r}; choose from {', '.join(CONFIGS)}."
         )
-    conversion = convert_state_dict(read_official_checkpoint(official), CONFIGS[base_config])
+    conversion = convert_state_dict(read_official_checkpoint(checkpoint), CONFIGS[base_config])
     click.echo(conversion.summary())
     if conversion.unconsumed:
         click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
     path = write_checkpoint(conversion, out_dir, tokenizer)
     click.echo(f"Wrote {path} (load it with --model partclipseg --weights {path}).")
+
+
+@converter_command("partcatseg", "openai/clip-vit-base-patch16")
+def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
+    """Convert an official PartCATSeg checkpoint (.pth, CLIP + DINOv2 + aggregator) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert partcatseg partcatseg_voc.pth partcatseg-voc/
+      ovparts segment photo.jpg --model partcatseg --weights partcatseg-voc/ --vocab "cat: head, ear"
+    """
+    from .partcatseg import convert_partcatseg_checkpoint
+
+    result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
+    click.echo(result.report())
+    click.echo(f"Saved to {out_dir}.")

@@ -100,6 +100,15 @@ class BenchmarkReader:
             sample.regions = self._keep_labelled(sample)
             yield sample
 
+    def __getitem__(self, index: int) -> Sample:
+        """Random access (training samplers): one image, records without part labels dropped.
+
+        Bad files raise ``DatasetError`` here; iteration is where skipping and counting happens.
+        """
+        sample = self._load(self._items[index])
+        sample.regions = self._keep_labelled(sample)
+        return sample
+
     def _keep_labelled(self, sample: Sample) -> list[Region]:
         """Drop records whose region holds no part label (the official mapper returns None for them)."""
         kept = []

@@ -78,6 +78,8 @@ class CatSegHeadConfig:
     class_chunk:
         Default number of classes processed together by the per-class blocks (0 = all). Only memory
         changes, never the result.
+    attention:
+        Class-aggregation attention: ``"linear"`` (CAT-Seg) or ``"query"`` (PartCATSeg's override).
     """
 
     text_dim: int = 512
@@ -96,6 +98,7 @@ class CatSegHeadConfig:
     pooling_eval: tuple[int, int] = (1, 1)
     pad_len: int = 256
     class_chunk: int = 0
+    attention: str = "linear"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -125,7 +128,9 @@ class CatSegLayer(nn.Module):
     def __init__(self, cfg: CatSegHeadConfig) -> None:
         super().__init__()
         self.spatial = SpatialAggregation(cfg.hidden_dim, cfg.appearance_guidance_dim, cfg.heads, cfg.window)
-        self.classes = ClassAggregation(cfg.hidden_dim, cfg.text_guidance_dim, cfg.heads, cfg.pad_len)
+        self.classes = ClassAggregation(
+            cfg.hidden_dim, cfg.text_guidance_dim, cfg.heads, cfg.pad_len, attention=cfg.attention
+        )
 
     def forward(
         self,

@@ -236,7 +236,7 @@ class SpatialAggregation(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Class aggregation: linear attention across classes, text guidance in queries and keys.
+# Class aggregation: attention across classes (linear, or PartCATSeg's "query"), text guidance in Q and K.
 
 
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6) -> Tensor:
@@ -254,15 +254,41 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6) -> Tens
     return torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, norm) * s
 
 
-class ClassAttention(nn.Module):
-    """Multi-head linear attention over the class axis; text guidance enters queries and keys only.
+def query_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-8) -> Tensor:
+    """PartCATSeg's "query" attention: softmax over the *queries*, then renormalised over the keys.
 
-    There is no output projection in the official block, so there is none here.
+    ``q`` (N, L, H, D), ``k`` and ``v`` (N, S, H, D) -> (N, L, H, D). Each key distributes one unit of
+    attention over the queries (slot-attention style, so classes compete for pixels' evidence), ``eps`` is
+    added, and each query's weights are rescaled to sum to one before averaging the values. Full O(L*S)
+    attention, still free of position terms, so it is permutation-equivariant in the class order.
+    """
+    logits = torch.einsum("nlhd,nshd->nlsh", q, k) * q.shape[-1] ** -0.5
+    weights = logits.softmax(dim=1) + eps
+    weights = weights / weights.sum(dim=2, keepdim=True)
+    return torch.einsum("nlsh,nshd->nlhd", weights, v)
+
+
+CLASS_ATTENTIONS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "linear": linear_attention,
+    "query": query_attention,
+}
+
+
+class ClassAttention(nn.Module):
+    """Multi-head attention over the class axis; text guidance enters queries and keys only.
+
+    ``kind`` is ``"linear"`` (CAT-Seg) or ``"query"`` (PartCATSeg's hard-coded override). There is no
+    output projection in the official block, so there is none here.
     """
 
-    def __init__(self, dim: int, guidance_dim: int, heads: int) -> None:
+    def __init__(self, dim: int, guidance_dim: int, heads: int, kind: str = "linear") -> None:
         super().__init__()
+        if kind not in CLASS_ATTENTIONS:
+            raise ConfigError(
+                f"Unknown class attention {kind!r}; use {' or '.join(map(repr, CLASS_ATTENTIONS))}."
+            )
         self.heads = heads
+        self.kind = kind
         self.q = nn.Linear(dim + guidance_dim, dim)
         self.k = nn.Linear(dim + guidance_dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -274,7 +300,7 @@ class ClassAttention(nn.Module):
         q = self.q(xg).reshape(n, t, self.heads, -1)
         k = self.k(xg).reshape(n, t, self.heads, -1)
         v = self.v(x).reshape(n, t, self.heads, -1)
-        return linear_attention(q, k, v).reshape(n, t, c)
+        return CLASS_ATTENTIONS[self.kind](q, k, v).reshape(n, t, c)
 
 
 class ClassAggregation(nn.Module):
@@ -286,10 +312,18 @@ class ClassAggregation(nn.Module):
     input is kept in the branch), not the textbook ``x + up(delta)``.
     """
 
-    def __init__(self, dim: int, guidance_dim: int, heads: int, pad_len: int = 0, mlp_ratio: int = 4) -> None:
+    def __init__(
+        self,
+        dim: int,
+        guidance_dim: int,
+        heads: int,
+        pad_len: int = 0,
+        mlp_ratio: int = 4,
+        attention: str = "linear",
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = ClassAttention(dim, guidance_dim, heads)
+        self.attn = ClassAttention(dim, guidance_dim, heads, attention)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, dim * mlp_ratio, activation=nn.ReLU)
         self.pad_len = pad_len

@@ -85,7 +85,7 @@ class ClipSegConfig(ModelConfig):
     # Without a background vector, a pixel is background where no part's probability reaches this value.
     background_threshold: float = 0.5
     # Classes decoded together; bounds memory for large vocabularies without changing the result.
-    class_chunk: int | str = 16  # classes decoded together; "auto": sized from free memory
+    class_chunk: int | str = 8  # "auto": sized from free memory
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 

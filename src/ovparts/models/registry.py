@@ -13,7 +13,12 @@ from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
 from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
-BUILTIN_MODULES = ("ovparts.models.clipseg", "ovparts.models.catseg", "ovparts.models.partclipseg")
+BUILTIN_MODULES = (
+    "ovparts.models.clipseg",
+    "ovparts.models.catseg",
+    "ovparts.models.partclipseg",
+    "ovparts.models.partcatseg",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,641 @@
+"""PartCATSeg: object-aware part cost aggregation (Choi et al., 2025, arXiv 2501.09688).
+
+Reads top to bottom as the method's figure (design notes ``catseg_partcatseg.md`` section 2):
+
+1. **Encoders.** Frozen CLIP gives dense image features (24 x 24 at 384 px) and per-template text embeddings;
+   DINOv2 (fine-tuned at a small learning rate) gives the *structural* guidance maps at 1x, 2x, 4x the grid.
+2. **Stage A.** One cost volume over generalized parts ("head"), part-bearing objects ("dog") and a
+   background embedding, aggregated by CAT-Seg layers and decoded: generalized-part and object logits.
+3. **Stage B.** Each object-specific part ("dog's head") gets the aggregated embeddings of its part and its
+   object, concatenated and projected back into CLIP's text space; that feature is re-correlated with the
+   class's own text, aggregated by a second stack, and decoded by the *same* decoder: object-specific logits.
+4. **Losses** (``ovparts.losses``): three BCE terms and a compositional Jensen-Shannon term tying the summed
+   part distribution to CLIP's object distribution.
+
+:class:`PartCatSegAggregator` is the head (tensors in, logits out), built from a :class:`CatSegHeadConfig`.
+``faithful=True`` reproduces what the published weights depend on; the default fixes defects (see
+``docs/partcatseg.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
+from ..backbones.clip_dense import apply_finetune, clip_dense_features
+from ..backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
+from ..backbones.resnet import renormalize
+from ..errors import CheckpointError, ConfigError
+from ..losses import (
+    BACKGROUND_WEIGHT,
+    compositional_loss,
+    partcatseg_object_loss,
+    partcatseg_part_loss,
+    partcatseg_specific_loss,
+    resize_logits,
+)
+from ..templates import TEMPLATE_SETS
+from ..testing import TINY_DINOV2, tiny_tokenizer_folder
+from ..vocabulary import Vocabulary
+from .base import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelConfig,
+    PartLogits,
+    PartSegModel,
+    Preprocess,
+)
+from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatSegLayer, _as_json, _config
+from .catseg_blocks import CostEmbedding, map_classes
+from .registry import register_model
+
+# Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
+ABSENT_OBJECT_LOGIT = -100.0
+
+# What ``faithful`` decides when a switch is left at None: (faithful value, default value).
+SWITCHES: dict[str, tuple[Any, Any]] = {
+    "object_layers": ("shared", "separate"),  # stage A: one stack for parts+objects, or one each
+    "class_attention": ("query", "linear"),  # the official hard-coded override vs the config's "linear"
+    "background": ("fixed", "learned"),  # untrained random background embedding vs a trained one
+    "dense_residual": ("token", "cls"),  # old CAT-Seg's CLIP value path vs the CVPR one
+    "dino_hub_interpolation": (True, False),  # torch.hub DINOv2 position-table resize (offset 0.1)
+}
+
+
+def head_sizes(**changes: Any) -> dict[str, Any]:
+    """Aggregator sizes of the official Pascal config (``partcatseg_voc.yaml``), overridable."""
+    values = {
+        "text_guidance_dim": 128,
+        "appearance_guidance_dim": 128,
+        "decoder_dims": (64, 32),
+        "decoder_guidance_proj_dims": (32, 16),
+        "hidden_dim": 128,
+        "num_layers": 2,
+        "heads": 4,
+        "window": 12,
+        "pooling_train": (2, 2),
+        "pooling_eval": (2, 2),  # PartCATSeg evaluates with the training pooling (unlike CAT-Seg)
+        "class_chunk": 0,
+    }
+    return _as_json({**values, **changes})
+
+
+@dataclass
+class PartCatSegConfig(ModelConfig):
+    """Everything needed to build PartCATSeg; saved as ``config.json`` beside the weights.
+
+    ``faithful`` picks the official behaviour for every switch left at ``None`` (``object_layers``,
+    ``class_attention``, ``background``, ``dense_residual``, ``dino_hub_interpolation``; see
+    :data:`SWITCHES`). ``pred_all``: ``"parts"`` (official: Pred-All is the argmax over object-specific parts
+    and background) or ``"objects"`` (the Segmenter gates parts by the predicted object, as PartCLIPSeg).
+    ``dino_weights`` (hub id or folder) initialises DINO when a model is built for training; checkpoints carry
+    their own DINO weights.
+    """
+
+    faithful: bool = False
+    text_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["text_config"]))
+    vision_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["vision_config"]))
+    projection_dim: int = 512
+    image_size: int = 384
+    dino_kind: str = "dinov2"
+    dino_config: dict[str, Any] = field(default_factory=lambda: dict(DINOV2_SMALL))
+    dino_weights: str | None = None
+    dino_image_size: int = 448
+    dino_lr_multiplier: float = 0.01
+    templates: str | list[str] = "imagenet"
+    text_style: str = "possessive"
+    head: dict[str, Any] = field(default_factory=head_sizes)
+    object_layers: str | None = None
+    class_attention: str | None = None
+    background: str | None = None
+    dense_residual: str | None = None
+    dino_hub_interpolation: bool | None = None
+    pred_all: str = "parts"
+    background_weight: float = BACKGROUND_WEIGHT
+    pixel_mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
+    pixel_std: list[float] = field(default_factory=lambda: list(CLIP_STD))
+    dino_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    dino_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    sliding_window: bool = False  # the official evaluation resizes the whole image once
+    class_chunk: int = 32
+    tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        allowed = {
+            "object_layers": ("shared", "separate"),
+            "class_attention": ("query", "linear"),
+            "background": ("fixed", "learned"),
+            "dense_residual": ("token", "cls"),
+            "pred_all": ("parts", "objects"),
+        }
+        for name, options in allowed.items():
+            value = getattr(self, name)
+            if value is not None and value not in options:
+                raise ConfigError(f"Unknown {name} {value!r}; use {' or '.join(map(repr, options))}.")
+        if isinstance(self.templates, str) and self.templates not in TEMPLATE_SETS:
+            raise ConfigError(
+                f"Unknown template set {self.templates!r}; use 'imagenet' or a list of templates."
+            )
+        if not isinstance(self.templates, str):
+            self.templates = list(self.templates)
+        for name in ("head", "text_config", "vision_config", "dino_config"):
+            setattr(self, name, _as_json(dict(getattr(self, name))))
+        self.head_config  # validates the sizes  # noqa: B018
+
+    def switch(self, name: str) -> Any:
+        """The effective value of a faithful/default switch."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        faithful, default = SWITCHES[name]
+        return faithful if self.faithful else default
+
+    @property
+    def template_list(self) -> tuple[str, ...]:
+        if isinstance(self.templates, str):
+            return tuple(TEMPLATE_SETS[self.templates])
+        return tuple(self.templates)
+
+    @property
+    def dino_width(self) -> int:
+        return int(self.dino_config.get("hidden_size", 768))
+
+    @property
+    def head_config(self) -> CatSegHeadConfig:
+        """CAT-Seg aggregator sizes with DINO as every guidance, no class padding, the chosen attention."""
+        derived = {
+            "text_dim": self.projection_dim,
+            "appearance_dim": self.dino_width,
+            "decoder_guidance_dims": (self.dino_width, self.dino_width),
+            "prompts": len(self.template_list),
+            "pad_len": 0,
+            "attention": self.switch("class_attention"),
+        }
+        return CatSegHeadConfig.from_dict({**self.head, **derived})
+
+
+class PartCatSegAggregator(CatSegAggregator):
+    """The PartCATSeg head: CAT-Seg's aggregator (stage A, shared decoder) plus the stage-B modules.
+
+    Inherited (stage A, official names in brackets): ``cost_embed`` [conv1], ``guidance_proj``,
+    ``text_guidance_proj``, ``decoder_guidance_proj``, ``layers``, ``decoder1/2``, ``head``. Added:
+    ``layers_object`` (only with ``object_layers="separate"``), ``cost_embed_specific`` [conv2],
+    ``proj_feat`` [conv_proj_feat] and ``layers_specific`` [layers_specific_part].
+    """
+
+    def __init__(self, config: CatSegHeadConfig, object_layers: str = "separate") -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.object_layers = object_layers
+        self.layers_object = (
+            nn.ModuleList(CatSegLayer(cfg) for _ in range(cfg.num_layers))
+            if object_layers == "separate"
+            else None
+        )
+        self.cost_embed_specific = CostEmbedding(cfg.prompts, cfg.hidden_dim)
+        self.proj_feat = nn.Conv2d(2 * cfg.hidden_dim, cfg.text_dim, kernel_size=1)
+        self.layers_specific = nn.ModuleList(CatSegLayer(cfg) for _ in range(cfg.num_layers))
+
+    def copy_stage_a_to_stage_b(self) -> None:
+        """Initialise stage B (and the object stack) from stage A, as the official ``__init__`` does."""
+        self.cost_embed_specific.load_state_dict(self.cost_embed.state_dict())
+        self.layers_specific.load_state_dict(self.layers.state_dict())
+        if self.layers_object is not None:
+            self.layers_object.load_state_dict(self.layers.state_dict())
+
+    # -- stage A -------------------------------------------------------------------------------------------
+
+    def aggregate_stage_a(
+        self,
+        x: Tensor,
+        appearance: Tensor | None,
+        text_guidance: Tensor | None,
+        num_parts: int,
+        pool: tuple[int, int],
+        chunk: int | None,
+    ) -> Tensor:
+        """Parts, objects and background together (shared) or parts and objects+bg apart (separate)."""
+        if self.layers_object is None:
+            for layer in self.layers:
+                x = layer(x, appearance, text_guidance, pool, chunk)
+            return x
+        parts, objects = x[:, :, :num_parts], x[:, :, num_parts:]
+        tg_parts = None if text_guidance is None else text_guidance[:, :num_parts]
+        tg_objects = None if text_guidance is None else text_guidance[:, num_parts:]
+        for layer, layer_object in zip(self.layers, self.layers_object, strict=True):
+            parts = layer(parts, appearance, tg_parts, pool, chunk)
+            objects = layer_object(objects, appearance, tg_objects, pool, chunk)
+        return torch.cat([parts, objects], dim=2)
+
+    # -- stage B -------------------------------------------------------------------------------------------
+
+    def specific_features(
+        self,
+        x: Tensor,
+        specific_to_part: Tensor,
+        specific_to_object: Tensor,
+        num_parts: int,
+        chunk: int | None,
+    ) -> Tensor:
+        """(B, C, T1, h, w) stage-A embeddings -> (B, D, T_s + 1, h, w) object-specific features in text space.
+
+        Class t takes [part(t) ; object(t)] embeddings; the background takes [bg ; bg]. A 1x1 convolution
+        projects the 2C channels to CLIP's embedding width.
+        """
+        parts = x.index_select(2, specific_to_part)
+        objects = x.index_select(2, num_parts + specific_to_object)
+        feats = torch.cat([parts, objects], dim=1)
+        bg = x[:, :, -1:]
+        feats = torch.cat([feats, torch.cat([bg, bg], dim=1)], dim=2)
+
+        def project(f: Tensor) -> Tensor:
+            b, c, t, h, w = f.shape
+            y = self.proj_feat(f.transpose(1, 2).reshape(b * t, c, h, w))
+            return y.reshape(b, t, -1, h, w).transpose(1, 2)
+
+        return map_classes(project, feats, chunk)
+
+    @staticmethod
+    def classwise_cost(features: Tensor, text: Tensor) -> Tensor:
+        """Cosine of each class's feature with its own text only: (B, D, T, h, w), (B, T, P, D) -> (B, P, T, h, w)."""
+        return torch.einsum("bdthw,btpd->bpthw", F.normalize(features, dim=1), F.normalize(text, dim=-1))
+
+    # -- forward -------------------------------------------------------------------------------------------
+
+    def forward(  # type: ignore[override]
+        self,
+        image: Tensor,
+        part_object_text: Tensor,
+        specific_text: Tensor,
+        guidance: Sequence[Tensor],
+        specific_to_part: Tensor,
+        specific_to_object: Tensor,
+        class_chunk: int | None = None,
+    ) -> dict[str, Tensor]:
+        """Both stages.
+
+        ``image`` (B, D, h, w) dense CLIP features; ``part_object_text`` (T1, P, D) or (B, T1, P, D) with the
+        P_g generalized parts, then the O objects, then the background; ``specific_text`` (T_s + 1, P, D)
+        with the background last; ``guidance`` DINO maps at 1x, 2x and 4x the grid; ``specific_to_part`` and
+        ``specific_to_object`` (T_s,) index each object-specific part's generalized part and object.
+
+        Returns ``part_object_logits`` (B, T1, 4h, 4w), ``specific_logits`` (B, T_s + 1, 4h, 4w), and the raw
+        costs ``part_object_cost`` (B, P, T1, h, w) and ``specific_cost`` (B, P, T_s + 1, h, w).
+        """
+        cfg = self.config
+        chunk = cfg.class_chunk if class_chunk is None else class_chunk
+        b = image.shape[0]
+        if part_object_text.dim() == 3:
+            part_object_text = part_object_text.unsqueeze(0).expand(b, -1, -1, -1)
+        if specific_text.dim() == 3:
+            specific_text = specific_text.unsqueeze(0).expand(b, -1, -1, -1)
+        for name, t in (("part/object", part_object_text), ("object-specific", specific_text)):
+            if t.shape[2] != cfg.prompts or t.shape[-1] != image.shape[1]:
+                raise ConfigError(
+                    f"The {name} text embeddings must be (B, T, {cfg.prompts}, {image.shape[1]}), "
+                    f"got {tuple(t.shape)}."
+                )
+        part_object_text = F.normalize(part_object_text, dim=-1)  # per template, as the official features
+        specific_text = F.normalize(specific_text, dim=-1)
+        num_specific = specific_to_part.shape[0]
+        if specific_text.shape[1] != num_specific + 1:
+            raise ConfigError(
+                f"{num_specific} object-specific parts need {num_specific + 1} text rows (background last), "
+                f"got {specific_text.shape[1]}."
+            )
+        num_objects = int(specific_to_object.max().item()) + 1 if num_specific else 0
+        num_parts = part_object_text.shape[1] - 1 - num_objects
+        pool = cfg.pooling_train if self.training else cfg.pooling_eval
+        appearance, decoder_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
+
+        # Stage A: generalized parts + objects + background.
+        cost_a = torch.einsum(
+            "bchw,btpc->bpthw", F.normalize(image, dim=1), F.normalize(part_object_text, dim=-1)
+        )
+        x = self.cost_embed(cost_a, chunk)
+        x = self.aggregate_stage_a(
+            x, appearance, self.text_guidance(part_object_text), num_parts, pool, chunk
+        )
+        logits_a = self.decode(x, decoder_guidance, chunk)
+
+        # Stage B: object-specific parts from part and object embeddings, re-correlated with their own text.
+        feats = self.specific_features(x, specific_to_part, specific_to_object, num_parts, chunk)
+        cost_b = self.classwise_cost(feats, specific_text)
+        y = self.cost_embed_specific(cost_b, chunk)
+        tg_b = self.text_guidance(specific_text)
+        for layer in self.layers_specific:
+            y = layer(y, appearance, tg_b, pool, chunk)
+        logits_b = self.decode(y, decoder_guidance, chunk)
+        return {
+            "part_object_logits": logits_a,
+            "specific_logits": logits_b,
+            "part_object_cost": cost_a,
+            "specific_cost": cost_b,
+        }
+
+
+@dataclass(frozen=True)
+class VocabularyIndex:
+    """The class lists and index maps PartCATSeg needs for a vocabulary (built once per vocabulary)."""
+
+    generalized: tuple[str, ...]
+    objects: tuple[str, ...]
+    specific_to_part: Tensor
+    specific_to_object: Tensor
+    object_to_part_object: Tensor
+
+    @classmethod
+    def of(cls, vocab: Vocabulary, device: torch.device) -> VocabularyIndex:
+        return cls(
+            vocab.generalized_parts,
+            vocab.part_objects,
+            torch.as_tensor(vocab.part_to_generalized, device=device),
+            torch.as_tensor(vocab.part_to_part_object, device=device),
+            torch.as_tensor(vocab.object_to_part_object, device=device),
+        )
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    """A transformers config as the plain dict our config.json stores (bookkeeping keys dropped)."""
+    drop = {"architectures", "transformers_version", "_name_or_path", "model_type", "torch_dtype", "dtype"}
+    return {k: v for k, v in config.to_diff_dict().items() if k not in drop and not k.startswith("_")}
+
+
+class PartCatSeg(PartSegModel):
+    """PartCATSeg on ovparts' CAT-Seg: frozen CLIP, DINO guidance, two-stage object-aware aggregation."""
+
+    name = "partcatseg"
+    config_class = PartCatSegConfig
+
+    def __init__(
+        self, config: PartCatSegConfig, tokenizer_folder: str | Path | None = None, load_dino: bool = True
+    ) -> None:
+        super().__init__(config)
+        if tokenizer_folder is None:
+            if config.tokenizer != "tiny":
+                raise CheckpointError(
+                    "This PartCATSeg config needs a tokenizer folder; load it from a checkpoint."
+                )
+            tokenizer_folder = tiny_tokenizer_folder()
+        clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
+        self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
+        apply_finetune(self.backbone.clip, "none")  # CLIP is frozen in PartCATSeg
+        weights = config.dino_weights if load_dino else None
+        encoder = build_dino(config.dino_kind, config.dino_config, weights)
+        if weights is not None:  # the checkpoint's config must describe the DINO it now holds
+            config.dino_config = _as_json(_architecture(encoder.config))
+        self.dino = DinoGuidance(
+            encoder,
+            image_size=config.dino_image_size,
+            hub_interpolation=bool(config.switch("dino_hub_interpolation")),
+            lr_multiplier=config.dino_lr_multiplier,
+        )
+        self.head = PartCatSegAggregator(config.head_config, config.switch("object_layers"))
+        if config.faithful:
+            self.head.copy_stage_a_to_stage_b()  # official: copies of the random init, made before loading
+        bg = torch.randn(config.projection_dim) * config.text_config.get("hidden_size", 512) ** -0.5
+        if config.switch("background") == "learned":
+            self.background_embedding = nn.Parameter(bg)
+        else:
+            self.register_buffer("background_embedding", bg)
+        self._index_cache: dict[tuple, VocabularyIndex] = {}
+
+    # ------------------------------------------------------------------ training scope
+    @property
+    def lr_multipliers(self) -> dict[str, float]:
+        """Parameter-name prefix -> learning-rate factor (DINO at 0.01 in the recipe); CLIP is frozen."""
+        return {"dino.": self.dino.lr_multiplier}
+
+    def parameter_groups(self, lr: float, weight_decay: float = 1e-4) -> list[dict]:
+        """AdamW groups as the official recipe: DINO at ``lr * multiplier``, norms without weight decay."""
+        norm_types = (nn.LayerNorm, nn.GroupNorm)
+        norm_ids = {id(p) for m in self.modules() if isinstance(m, norm_types) for p in m.parameters()}
+        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            factor = next((f for prefix, f in self.lr_multipliers.items() if name.startswith(prefix)), 1.0)
+            groups.setdefault((factor, id(p) in norm_ids), []).append(p)
+        return [
+            {"params": params, "lr": lr * factor, "weight_decay": 0.0 if is_norm else weight_decay}
+            for (factor, is_norm), params in groups.items()
+        ]
+
+    @torch.no_grad()
+    def init_from_catseg(self, catseg: nn.Module) -> list[str]:
+        """Start training from a CAT-Seg model (the recipe's old CAT-Seg (B)): CLIP and the shape-compatible
+        aggregator weights go into stage A. By default stage B and the object stack are then copied from the
+        *loaded* stage A; ``faithful`` keeps the official order, whose copies were made from random weights.
+        Returns the head keys that were loaded.
+        """
+        self.backbone.clip.load_state_dict(catseg.backbone.clip.state_dict())
+        own = self.head.state_dict()
+        loaded = {
+            k: v
+            for k, v in catseg.head.state_dict().items()
+            if k in own and tuple(v.shape) == tuple(own[k].shape)
+        }
+        self.head.load_state_dict(loaded, strict=False)
+        if not self.config.faithful:
+            self.head.copy_stage_a_to_stage_b()
+        return sorted(loaded)
+
+    # ------------------------------------------------------------------ encoders
+    @property
+    def preprocess(self) -> Preprocess:
+        size = self.config.image_size
+        return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
+
+    def vocabulary_index(self, vocab: Vocabulary) -> VocabularyIndex:
+        key = (vocab, self.device)
+        if key not in self._index_cache:
+            self._index_cache = {key: VocabularyIndex.of(vocab, self.device)}
+        return self._index_cache[key]
+
+    def background_text(self) -> Tensor:
+        """(P, D) the normalised background embedding, the same for every template."""
+        bg = F.normalize(self.background_embedding, dim=-1)
+        return bg.expand(len(self.config.template_list), -1)
+
+    def text_embeddings(self, vocab: Vocabulary) -> tuple[Tensor, Tensor]:
+        """(P_g + O + 1, P, D) part/object text and (T_s + 1, P, D) object-specific text, background last.
+
+        CLIP is frozen, so the encoder's text cache serves every image after the first.
+        """
+        index = self.vocabulary_index(vocab)
+        templates = self.config.template_list
+        enc = self.backbone.encode_text
+        part_obj = enc(list(index.generalized) + list(index.objects), templates=templates, normalize=True)
+        specific = enc(vocab.part_texts(self.config.text_style), templates=templates, normalize=True)
+        bg = self.background_text().unsqueeze(0).to(part_obj.dtype)
+        return torch.cat([part_obj, bg]), torch.cat([specific, bg])
+
+    def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Dense CLIP features (B, D, h, w) and the DINO guidance maps at 1x, 2x and 4x the grid."""
+        cfg = self.config
+        clip = self.backbone.clip
+        dense, _ = clip_dense_features(
+            clip.vision_model, clip.visual_projection, pixel_values, (), cfg.switch("dense_residual")
+        )
+        image = renormalize(pixel_values, cfg.pixel_mean, cfg.pixel_std, cfg.dino_mean, cfg.dino_std)
+        h, w = dense.shape[-2:]
+        return dense, self.dino(image, [(h, w), (2 * h, 2 * w), (4 * h, 4 * w)])
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, pixel_values: Tensor, vocab: Vocabulary, class_chunk: int | None = None
+    ) -> dict[str, Tensor]:
+        """The head's outputs (both stages' logits and costs) for a vocabulary."""
+        index = self.vocabulary_index(vocab)
+        part_obj_text, specific_text = self.text_embeddings(vocab)
+        dense, guidance = self.image_features(pixel_values)
+        chunk = self.config.class_chunk if class_chunk is None else class_chunk
+        return self.head(
+            dense,
+            part_obj_text,
+            specific_text,
+            guidance,
+            index.specific_to_part,
+            index.specific_to_object,
+            class_chunk=chunk,
+        )
+
+    def predict(self, pixel_values: Tensor, vocab: Vocabulary) -> PartLogits:
+        out = self(pixel_values, vocab)
+        index = self.vocabulary_index(vocab)
+        num_parts, num_objects = len(index.generalized), len(index.objects)
+        logits_a, logits_b = out["part_object_logits"], out["specific_logits"]
+        part_objects = logits_a[:, num_parts : num_parts + num_objects]
+        # objects follow vocab.objects; objects without parts are never predicted
+        objects = logits_a.new_full(
+            (logits_a.shape[0], len(vocab.objects), *logits_a.shape[2:]), ABSENT_OBJECT_LOGIT
+        )
+        has_parts = index.object_to_part_object >= 0
+        objects[:, has_parts] = part_objects[:, index.object_to_part_object[has_parts]]
+        object_background = logits_a[:, -1:]
+        extras = {
+            "generalized_parts": logits_a[:, :num_parts],
+            "part_objects": part_objects,
+            "object_background": object_background,
+            "objects": objects,
+        }
+        gate = self.config.pred_all == "objects"
+        result = PartLogits(
+            parts=logits_b[:, :-1],
+            background=logits_b[:, -1:],
+            objects=objects if gate else None,
+            activation="sigmoid",
+            extras=extras,
+        )
+        if gate and "object_background" in {f.name for f in dataclasses.fields(PartLogits)}:
+            result.object_background = object_background
+        return result
+
+    # ------------------------------------------------------------------ training
+    def loss(
+        self,
+        pixel_values: Tensor,
+        vocab: Vocabulary,
+        part_labels: Tensor,
+        object_labels: Tensor,
+        ignore_index: int = 255,
+    ) -> dict[str, Tensor]:
+        """Every training term and their sum under ``"total"`` (all lambdas 1, as the official code).
+
+        ``part_labels`` (B, H, W) index ``vocab.parts``; ``object_labels`` (B, H, W) index ``vocab.objects``;
+        both ``ignore_index`` where unlabelled. Logits are resized to the label size; the compositional term
+        works on the raw costs at the feature grid.
+        """
+        out = self(pixel_values, vocab)
+        index = self.vocabulary_index(vocab)
+        size = tuple(part_labels.shape[-2:])
+        num_parts = len(index.generalized)
+        ign = torch.full_like(part_labels, ignore_index)
+        valid_part = (part_labels != ignore_index) & (part_labels >= 0) & (part_labels < len(vocab))
+        specific = torch.where(valid_part, part_labels, ign)
+        generalized = torch.where(valid_part, index.specific_to_part[specific.clamp(0, len(vocab) - 1)], ign)
+        valid_obj = (
+            (object_labels != ignore_index) & (object_labels >= 0) & (object_labels < len(vocab.objects))
+        )
+        mapped = index.object_to_part_object[object_labels.clamp(0, len(vocab.objects) - 1)]
+        objects = torch.where(valid_obj & (mapped >= 0), mapped, ign)
+        logits_a = resize_logits(out["part_object_logits"].float(), size)
+        logits_b = resize_logits(out["specific_logits"].float(), size)
+        weight = self.config.background_weight
+        terms = {
+            "specific": partcatseg_specific_loss(
+                logits_b, specific, objects, ignore_index, weight, faithful=self.config.faithful
+            ),
+            "part": partcatseg_part_loss(logits_a[:, :num_parts], generalized, ignore_index),
+            "object": partcatseg_object_loss(logits_a[:, num_parts:], objects, ignore_index, weight),
+            "compositional": compositional_loss(
+                out["part_object_cost"][:, :, num_parts:].float(),
+                out["specific_cost"].float(),
+                index.specific_to_object,
+            ),
+        }
+        terms["total"] = sum(terms.values())
+        return terms
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_extras(self, folder: Path) -> None:
+        self.backbone.tokenizer.save_pretrained(str(folder))
+
+    @classmethod
+    def _build_for_checkpoint(cls, config: PartCatSegConfig, folder: Path) -> PartCatSeg:
+        has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
+        return cls(config, tokenizer_folder=folder if has_tokenizer else None, load_dino=False)
+
+
+TINY_TEMPLATES = ["a photo of a {}.", "a drawing of the {}.", "{}"]
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # Random-weight architectures; published weights come through `ovparts convert partcatseg`.
+    "default": _config(VIT_B16, tokenizer="tiny"),
+    "official": _config(VIT_B16, faithful=True, tokenizer="tiny"),
+    "tiny": _config(
+        TINY_CLIP,
+        image_size=32,
+        dino_config=TINY_DINOV2,
+        dino_image_size=32,
+        templates=TINY_TEMPLATES,
+        head=head_sizes(
+            text_guidance_dim=16,
+            appearance_guidance_dim=16,
+            decoder_dims=(32, 16),
+            decoder_guidance_proj_dims=(8, 4),
+            hidden_dim=32,
+            window=4,
+        ),
+        class_chunk=4,
+        tokenizer="tiny",
+    ),
+}
+CONFIGS["tiny-official"] = {**CONFIGS["tiny"], "faithful": True}
+
+register_model(
+    "partcatseg",
+    PartCatSeg,
+    CONFIGS,
+    default_weights=None,
+    description="PartCATSeg (Choi et al., 2025): object-aware part cost aggregation on CAT-Seg + DINOv2.",
+)
+
+__all__ = [
+    "CONFIGS",
+    "PartCatSeg",
+    "PartCatSegAggregator",
+    "PartCatSegConfig",
+    "SWITCHES",
+    "VocabularyIndex",
+]
