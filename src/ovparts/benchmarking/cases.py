@@ -21,12 +21,14 @@ SIZES: dict[str, dict[str, str]] = {
     "clipseg": {"native": "default", "tiny": "tiny"},
     "catseg": {"native": "vit-b", "tiny": "tiny"},
     "partclipseg": {"native": "default", "tiny": "tiny"},
+    "partcatseg": {"native": "default", "tiny": "tiny"},
 }
 MODELS = tuple(SIZES)
 PEERS = {
     "clipseg": "transformers CLIPSeg (image re-encoded per prompt)",
     "catseg": "unchunked cost volume (official)",
     "partclipseg": "image re-encoded per class",
+    "partcatseg": "unchunked cost volumes (official)",
 }
 DEFAULT_CLASSES = (20, 116, 234)
 
@@ -98,6 +100,8 @@ def build_case(
             encoder=_encoder(name, model),
             text=_text(name, model, vocab),
         )
+    if name == "partcatseg":
+        return Case(model, vocab, image_size, forward=lambda pixels: model(pixels, vocab, class_chunk=0))
     if name == "catseg":
         texts = model.text_embeddings(vocab.part_texts(model.config.text_style))
         return Case(model, vocab, image_size, forward=lambda pixels: model(pixels, texts, class_chunk=0))
@@ -114,7 +118,7 @@ def build_case(
 
 
 def _encoder(name: str, model: Any) -> Callable[[torch.Tensor], Any]:
-    if name == "catseg":
+    if name in ("catseg", "partcatseg"):
         return model.image_features
     return model.activations
 
@@ -126,6 +130,8 @@ def _text(name: str, model: Any, vocab: Vocabulary) -> Callable[[], Any]:
         _clear_text_cache(model)
         if name == "catseg":
             return model.text_embeddings(vocab.part_texts(model.config.text_style))
+        if name == "partcatseg":
+            return model.text_embeddings(vocab)
         if name == "partclipseg":
             return model.conditions(model.layout(vocab))
         return model.text_conditions(vocab.part_texts(model.config.text_style))
