@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -321,31 +321,43 @@ def convert_catseg_state_dict(
     else:
         config["resnet"] = infer_resnet_config(official)
 
+    notes: list[str] = []
+
+    def map_key(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
+        if key.startswith(OFFICIAL_CLIP):
+            return _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+        if key.startswith(OFFICIAL_HEAD):
+            mapped = _apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
+            if mapped == [] and key.endswith("attn_mask"):
+                notes.extend(_check_mask(key, value, head_cfg["window"]))
+            return mapped
+        return _apply_rules(key, value, TOP_RULES, "")
+
+    out, leftover = map_state_dict(official, map_key)
+    leftover += _check_against_model(out, config)
+    expected = expected_shapes(config)
+    missing = sorted(k for k in expected if k not in out)
+    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
+
+
+def map_state_dict(
+    official: Mapping[str, object], map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None]
+) -> tuple[dict[str, Tensor], list[str]]:
+    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers."""
     out: dict[str, Tensor] = {}
     leftover: list[str] = []
-    notes: list[str] = []
     for key, value in official.items():
         if not isinstance(value, Tensor):
             leftover.append(key)
             continue
         value = value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
-        if key.startswith(OFFICIAL_CLIP):
-            mapped = _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
-        elif key.startswith(OFFICIAL_HEAD):
-            mapped = _apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
-            if mapped == [] and key.endswith("attn_mask"):
-                notes.extend(_check_mask(key, value, head_cfg["window"]))
-        else:
-            mapped = _apply_rules(key, value, TOP_RULES, "")
+        mapped = map_key(key, value)
         if mapped is None:
             leftover.append(key)
             continue
         for target, tensor in mapped:
             out[target] = tensor.contiguous()
-    leftover += _check_against_model(out, config)
-    expected = expected_shapes(config)
-    missing = sorted(k for k in expected if k not in out)
-    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
+    return out, leftover
 
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:

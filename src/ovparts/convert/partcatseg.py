@@ -44,6 +44,7 @@ from .catseg import (
     infer_clip_config,
     infer_head_config,
     load_official_checkpoint,
+    map_state_dict,
     resolve_tokenizer_folder,
     with_tokenizer_ids,
 )
@@ -229,32 +230,24 @@ def convert_partcatseg_state_dict(
     new_layout = any(".attention.q_proj." in k for k in expected)
     dino_map = dino_rules(new_layout)
 
-    out: dict[str, Tensor] = {}
-    leftover: list[str] = []
     notes: list[str] = []
-    for key, value in official.items():
-        if not isinstance(value, Tensor):
-            leftover.append(key)
-            continue
-        value = value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
+
+    def map_key(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
         if key.startswith(OFFICIAL_CLIP):
-            mapped = _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
-        elif key.startswith(OFFICIAL_HEAD):
+            return _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+        if key.startswith(OFFICIAL_HEAD):
             sub = key[len(OFFICIAL_HEAD) :]
             mapped = _apply_rules(sub, value, HEAD_RULES + HEAD_EXTRA_RULES, HEAD_PREFIX)
             if mapped == [] and key.endswith("attn_mask"):
                 notes.extend(_check_mask(key, value, head_cfg["window"]))
-        elif key == OFFICIAL_BACKGROUND:
-            mapped = [("background_embedding", value.reshape(-1))]
-        elif key.startswith(OFFICIAL_DINO):
-            mapped = _map_dino(key[len(OFFICIAL_DINO) :], value, dino_map, expected)
-        else:
-            mapped = None
-        if mapped is None:
-            leftover.append(key)
-            continue
-        for target, tensor in mapped:
-            out[target] = tensor.contiguous()
+            return mapped
+        if key == OFFICIAL_BACKGROUND:
+            return [("background_embedding", value.reshape(-1))]
+        if key.startswith(OFFICIAL_DINO):
+            return _map_dino(key[len(OFFICIAL_DINO) :], value, dino_map, expected)
+        return None
+
+    out, leftover = map_state_dict(official, map_key)
     unknown = [k for k in out if k not in expected]
     for key in unknown:  # e.g. the never-called layers_object of the official model
         del out[key]
