@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ovparts.benchmarking import MODELS, benchmark_vocabulary, build_case
+from ovparts.benchmarking import MODELS, PEERS, benchmark_vocabulary, build_case
 from ovparts.cli import main
 
 ROW_FIELDS = {
@@ -34,15 +34,33 @@ def report(tmp_path_factory) -> dict:
     return json.loads(out.read_text())
 
 
-def test_every_model_and_k_has_a_row_with_a_peer(report):
+def test_every_model_and_k_has_a_row_with_its_peers(report):
     rows = report["rows"]
     assert [(r["model"], r["k"]) for r in rows] == [(m, k) for m in MODELS for k in (3, 7)]
     for row in rows:
         assert set(row) >= ROW_FIELDS
         assert row["latency_s"] > 0 and row["images_per_s"] > 0 and row["batch"] == 2
-        peer = row["peer"]
-        assert peer["latency_s"] > 0 and peer["name"]
-        assert row["speedup"] == pytest.approx(peer["latency_s"] / row["latency_s"])
+        assert list(row["peers"]) == list(PEERS[row["model"]])
+        for peer in row["peers"].values():
+            assert peer["latency_s"] > 0 and peer["name"]
+            assert peer["speedup"] == pytest.approx(peer["latency_s"] / row["latency_s"])
+            # timed round by round against ovparts: one time per repeat on each side
+            assert len(peer["times_s"]) == len(row["times_s"]) == 1
+            assert peer["speedup_rounds"] == pytest.approx(peer["times_s"][0] / row["times_s"][0])
+
+
+@pytest.mark.parametrize("model", ["catseg", "partcatseg"])
+def test_reference_paths_encode_the_image_once_per_class(model):
+    """The reference peers' defining cost: K encoder runs per image, where ovparts runs one."""
+    calls = {"reference": [], "ovparts": []}
+    for variant, seen in calls.items():
+        case = build_case(model, "tiny", 4, torch.device("cpu"), variant=variant)
+        patches = case.model.backbone.clip.vision_model.embeddings.patch_embedding
+        handle = patches.register_forward_hook(lambda *args, seen=seen: seen.append(1))
+        with torch.inference_mode():
+            case.forward(torch.randn(1, 3, *case.image_size))
+        handle.remove()
+    assert len(calls["reference"]) == 4 and len(calls["ovparts"]) == 1
 
 
 def test_encoder_flop_rate_measured_once_per_model_against_matmul(report):
@@ -65,7 +83,20 @@ def test_isolated_process_run(tmp_path):
     result = CliRunner().invoke(main, [*args, "--batch", "1", "--no-peers", "--json", str(out)])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["peak_rss_bytes"] > 0 and "peer" not in row and "images_per_s" not in row
+    assert row["peak_rss_bytes"] > 0 and "peers" not in row and "images_per_s" not in row
+
+
+def test_isolated_workers_alternate_with_peers(tmp_path):
+    """Separate worker processes per variant, two rounds each: every side has its own peak and two times."""
+    out = tmp_path / "two.json"
+    args = ["benchmark", "--size", "tiny", "--model", "partclipseg", "--classes", "3", "--repeats", "2"]
+    result = CliRunner().invoke(main, [*args, "--batch", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert set(row["peers"]) == {"reference", "official"}
+    for peer in row["peers"].values():
+        assert len(peer["times_s"]) == 2 and peer["peak_rss_bytes"] > 0
+    assert "vs reference" in result.output and "vs official" in result.output
 
 
 @pytest.mark.parametrize("k", [1, 20, 116, 234, 300])
@@ -75,12 +106,12 @@ def test_benchmark_vocabulary_has_k_distinct_parts(k):
 
 
 # clipseg's peer is transformers itself; its parity is tested in tests/models/test_clipseg.py.
-@pytest.mark.parametrize("model", [m for m in MODELS if m != "clipseg"])
-def test_peer_computes_the_same_logits(model):
+@pytest.mark.parametrize(("model", "variant"), [(m, v) for m in MODELS if m != "clipseg" for v in PEERS[m]])
+def test_peer_computes_the_same_logits(model, variant):
     """The peer paths are references, not strawmen: on the same weights they give ovparts' logits."""
     device = torch.device("cpu")
     ours = build_case(model, "tiny", 5, device)
-    peer = build_case(model, "tiny", 5, device, variant="peer")
+    peer = build_case(model, "tiny", 5, device, variant=variant)
     peer.model.load_state_dict(ours.model.state_dict())
     pixels = torch.randn(1, 3, *ours.image_size)
     with torch.inference_mode():

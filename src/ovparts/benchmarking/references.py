@@ -3,7 +3,7 @@
 They compute the same logits as ovparts (tests and benchmarks check that), the straightforward way:
 transformers' CLIPSeg re-encodes the image once per prompt; PartCLIPSeg's official decoder repeats the image
 activations per class and keeps every attention map; CAT-Seg's official head builds the whole cost volume
-at once. Keeping them in the package (not in scripts) lets the CLI and the scripts share one copy.
+at once; the "reference" paths re-encode the image once per class, as a per-class query does. Keeping them in the package (not in scripts) lets the CLI and the scripts share one copy.
 """
 
 from __future__ import annotations
@@ -65,6 +65,23 @@ def per_class_partclipseg_forward(
         )
         features.append(out.features[0])
     return compose_all_entries(model.decoder, torch.cat(features), conditions, layout)
+
+
+def encode_image_per_class(model: torch.nn.Module, classes: int) -> None:
+    """Make ``model.image_features`` run the image encoder ``classes`` times per image (CAT-Seg, PartCATSeg).
+
+    This is the reference path's cost: a model queried one class at a time encodes the image for each
+    class. The features are the same every time, so the logits stay those of the model (tested); the last
+    encoding is returned. Set on the instance, so only this (peer) model is affected.
+    """
+    encode = type(model).image_features.__get__(model)
+
+    def image_features(pixel_values: torch.Tensor):
+        for _ in range(classes - 1):
+            encode(pixel_values)
+        return encode(pixel_values)
+
+    model.image_features = image_features
 
 
 def transformers_clipseg(

@@ -1,17 +1,21 @@
-"""Run the benchmark: one setting (model, K, variant) per fresh process, ratios against peers, a table.
+"""Run the benchmark: one worker process per setting (model, K, variant), timed in alternation, a table.
 
-A fresh process per setting is what makes CPU peak memory mean something: ``ru_maxrss`` only grows, so a
-process that built three models cannot say which one needed the memory. ``isolate=False`` runs everything
-in this process instead (tests, quick looks); then only the sampled per-forward peak is meaningful.
+A process per setting is what makes CPU peak memory mean something: ``ru_maxrss`` only grows, so a process
+that built three models cannot say which one needed the memory. The workers stay alive while the runner
+times ovparts and its peers in turn, so both sides see the same load. ``isolate=False`` runs everything in
+this process instead (tests, quick looks); then only the sampled per-forward peak is meaningful.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -37,59 +41,168 @@ class Setting:
     threads: int | None = None
 
 
+class Measurement:
+    """One setting, live: the case built and its cold run done, ready to be timed one run at a time.
+
+    Timing runs one at a time lets the runner alternate ovparts and its peers (ours, peer, ours, peer...),
+    so that a change of load on a shared machine hits both sides alike instead of moving their ratio.
+    """
+
+    def __init__(self, setting: Setting) -> None:
+        if setting.threads:
+            torch.set_num_threads(setting.threads)
+        self.setting = setting
+        self.device = torch.device(setting.device)
+        self.case = build_case(
+            setting.model, setting.size, setting.k, self.device, setting.variant, setting.peer_classes
+        )
+        generator = torch.Generator().manual_seed(1)
+        self.pixels = torch.randn(1, 3, *self.case.image_size, generator=generator).to(self.device)
+        with self._context(), PeakMemory(self.device) as peak:
+            self.case.forward(self.pixels)  # the cold run: fills the text cache, and is the warm-up
+        self.forward_peak_bytes = peak.peak
+
+    def _context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast(self.device, self.setting.precision))
+        return stack
+
+    def time_once(self) -> float:
+        """Seconds of one more forward (the per-image cost, text cached)."""
+        with self._context():
+            return median_seconds(lambda: self.case.forward(self.pixels), 1, self.device, warmup=0)
+
+    def finish(self, times: list[float]) -> dict:
+        """The setting's result from its timed runs, plus (ovparts) text cost, throughput and FLOP rate."""
+        setting, case, device, pixels = self.setting, self.case, self.device, self.pixels
+        result: dict = {
+            "variant": setting.variant,
+            "image_size": list(case.image_size),
+            "latency_s": statistics.median(times) * case.scale,
+            "times_s": [t * case.scale for t in times],
+            "forward_peak_bytes": self.forward_peak_bytes,
+            "peak_rss_bytes": max_rss_bytes(),
+            "classes_measured": case.classes_measured or setting.k,
+            "extrapolated": case.scale != 1.0,
+        }
+        with self._context():
+            if case.text is not None:
+                result["text_s"] = median_seconds(case.text, 1, device, warmup=0)
+            if setting.variant == "ovparts" and setting.batch > 1:
+                batch = pixels.repeat(setting.batch, 1, 1, 1)
+                batch_s = median_seconds(lambda: case.forward(batch), setting.repeats, device, warmup=1)
+                result.update(batch=setting.batch, images_per_s=setting.batch / batch_s)
+            if setting.encoder and case.encoder is not None:
+                result.update(self._encoder_rate())
+        result["load_average"] = load_average()
+        if device.type == "cuda":
+            result["peak_device_bytes"] = torch.cuda.max_memory_allocated(device)
+        return result
+
+    def _encoder_rate(self) -> dict:
+        # The yardstick is measured right around the encoder, in this process: the load on a shared
+        # machine changes within minutes, so a rate from the start of the run would not compare.
+        setting, device, encoder = self.setting, self.device, self.case.encoder
+        dtype = PRECISIONS[setting.precision] or torch.float32
+        before = matmul_rate(device, 2048, dtype)
+        flops = count_flops(lambda: encoder(self.pixels))
+        encoder_s = median_seconds(lambda: encoder(self.pixels), setting.repeats, device, warmup=1)
+        yardstick = (before + matmul_rate(device, 2048, dtype)) / 2
+        return {
+            "encoder_flops": flops,
+            "encoder_s": encoder_s,
+            "encoder_flop_rate": flops / encoder_s,
+            "matmul_flop_rate": yardstick,
+            "encoder_fraction_of_matmul": flops / encoder_s / yardstick,
+        }
+
+
 def measure_setting(setting: Setting) -> dict:
     """Latency, memory (and for ovparts: text cost, batched throughput, encoder FLOP rate) of one setting."""
-    if setting.threads:
-        torch.set_num_threads(setting.threads)
-    device = torch.device(setting.device)
-    case = build_case(setting.model, setting.size, setting.k, device, setting.variant, setting.peer_classes)
-    generator = torch.Generator().manual_seed(1)
-    pixels = torch.randn(1, 3, *case.image_size, generator=generator).to(device)
-    result: dict = {"variant": setting.variant, "image_size": list(case.image_size)}
-    with torch.inference_mode(), autocast(device, setting.precision):
-        with PeakMemory(device) as peak:
-            case.forward(pixels)  # the cold run: fills the text cache, and is the warm-up
-        seconds = median_seconds(lambda: case.forward(pixels), setting.repeats, device, warmup=0)
-        result.update(
-            latency_s=seconds * case.scale,
-            forward_peak_bytes=peak.peak,
-            peak_rss_bytes=max_rss_bytes(),
-            classes_measured=case.classes_measured or setting.k,
-            extrapolated=case.scale != 1.0,
+    measurement = Measurement(setting)
+    return measurement.finish([measurement.time_once() for _ in range(max(1, setting.repeats))])
+
+
+class LocalWorker:
+    """A setting measured in this process (tests, quick looks: peak RSS is then not per setting)."""
+
+    def __init__(self, setting: Setting) -> None:
+        self.measurement = Measurement(setting)
+
+    def time_once(self) -> float:
+        return self.measurement.time_once()
+
+    def finish(self, times: list[float]) -> dict:
+        return self.measurement.finish(times)
+
+
+_REPLY = "@ovparts-benchmark "  # marks the worker's replies among anything a library prints to stdout
+
+
+class ProcessWorker:
+    """A setting measured in its own long-lived process, driven one command at a time over a pipe.
+
+    Its own process makes its peak RSS its own; staying alive between commands lets the runner alternate
+    timed runs between ovparts and its peers.
+    """
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+        # held open for the worker's whole life, closed by finish() or close()
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        command = [sys.executable, "-m", "ovparts.benchmarking.runner", json.dumps(asdict(setting))]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True
         )
-        if case.text is not None:
-            result["text_s"] = median_seconds(case.text, 1, device, warmup=0)
-        if setting.variant == "ovparts" and setting.batch > 1:
-            batch = pixels.repeat(setting.batch, 1, 1, 1)
-            batch_s = median_seconds(lambda: case.forward(batch), setting.repeats, device, warmup=1)
-            result.update(batch=setting.batch, images_per_s=setting.batch / batch_s)
-        if setting.encoder and case.encoder is not None:
-            # The yardstick is measured right around the encoder, in this process: the load on a shared
-            # machine changes within minutes, so a rate from the start of the run would not compare.
-            dtype = PRECISIONS[setting.precision] or torch.float32
-            before = matmul_rate(device, 2048, dtype)
-            flops = count_flops(lambda: case.encoder(pixels))
-            encoder_s = median_seconds(lambda: case.encoder(pixels), setting.repeats, device, warmup=1)
-            yardstick = (before + matmul_rate(device, 2048, dtype)) / 2
-            result.update(
-                encoder_flops=flops,
-                encoder_s=encoder_s,
-                encoder_flop_rate=flops / encoder_s,
-                matmul_flop_rate=yardstick,
-                encoder_fraction_of_matmul=flops / encoder_s / yardstick,
-            )
-    result["load_average"] = load_average()
-    if device.type == "cuda":
-        result["peak_device_bytes"] = torch.cuda.max_memory_allocated(device)
-    return result
+        self._reply()  # ready: the model is built and its cold run done
+
+    def _reply(self) -> dict:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY) :])
+        self.process.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f"The benchmark of {self.setting} failed:\n{self.stderr.read()[-3000:]}")
+
+    def _ask(self, command: dict) -> dict:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def time_once(self) -> float:
+        return self._ask({"command": "time"})["seconds"]
+
+    def finish(self, times: list[float]) -> dict:
+        result = self._ask({"command": "finish", "times": times})
+        self.process.wait()
+        self.stderr.close()
+        return result
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
 
 
-def _in_fresh_process(setting: Setting) -> dict:
-    command = [sys.executable, "-m", "ovparts.benchmarking.runner", json.dumps(asdict(setting))]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"The benchmark of {setting} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _serve(setting: Setting) -> None:
+    """The worker's side of :class:`ProcessWorker`: build, report ready, then answer commands."""
+
+    def reply(payload: dict) -> None:
+        print(_REPLY + json.dumps(payload), flush=True)
+
+    measurement = Measurement(setting)
+    reply({"ready": True})
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["command"] == "time":
+            reply({"seconds": measurement.time_once()})
+        elif command["command"] == "finish":
+            reply(measurement.finish(command["times"]))
+            return
 
 
 @dataclass
@@ -110,7 +223,7 @@ class BenchmarkOptions:
 
 
 def run_benchmark(options: BenchmarkOptions) -> dict:
-    """Every (model, K): ovparts, then its peer; ratios peer / ovparts; the matmul yardstick of this run."""
+    """Every (model, K): ovparts and its peers timed in alternation; ratios peer / ovparts."""
     device = torch.device(options.device)
     check_precision(options.precision, device)
     if options.threads:
@@ -123,11 +236,11 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
         "precision": options.precision,
         "size": options.size,
         "isolated_processes": options.isolate,
+        "timing": "alternating",
         "load_average_start": load_average(),
         "matmul_size": 2048,
         "matmul_flop_rate": matmul_rate(device, 2048, dtype),
     }
-    run = _in_fresh_process if options.isolate else measure_setting
     rows = []
     for model in options.models:
         for index, k in enumerate(options.classes):
@@ -144,19 +257,54 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 peer_classes=options.peer_classes,
                 threads=options.threads,
             )
-            row = {"model": model, "k": k, **run(base)}
+            with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
+            variants = ["ovparts", *(PEERS[model] if with_peers else ())]
+            settings = {
+                v: replace(base, variant=v, encoder=base.encoder and v == "ovparts") for v in variants
+            }
+            results = _measure_alternating(settings, options)
+            row = {"model": model, "k": k, **results.pop("ovparts")}
             _log(options, f"{model} K={k}: {row['latency_s']:.3f} s")
-            if options.peers and (options.peer_at is None or k in options.peer_at):
-                peer = run(Setting(**{**asdict(base), "variant": "peer", "encoder": False}))
-                peer["name"] = PEERS[model]
-                row["peer"] = peer
-                row["speedup"] = peer["latency_s"] / row["latency_s"]
-                row["speedup_incl_text"] = peer["latency_s"] / (row["latency_s"] + row.get("text_s", 0.0))
-                row["memory_ratio"] = peer["forward_peak_bytes"] / max(row["forward_peak_bytes"], 1)
-                _log(options, f"  peer: {peer['latency_s']:.3f} s ({row['speedup']:.1f}x)")
+            if results:
+                row["peers"] = {v: _compare(model, v, peer, row, options) for v, peer in results.items()}
             rows.append(row)
     meta["load_average_end"] = load_average()
     return {"meta": meta, "rows": rows}
+
+
+def _measure_alternating(settings: dict[str, Setting], options: BenchmarkOptions) -> dict[str, dict]:
+    """Start a worker per variant (cold runs one after the other), then time them in turn, round by round."""
+    worker_class = ProcessWorker if options.isolate else LocalWorker
+    workers: dict[str, ProcessWorker | LocalWorker] = {}
+    try:
+        for variant, setting in settings.items():
+            workers[variant] = worker_class(setting)
+        times: dict[str, list[float]] = {variant: [] for variant in workers}
+        for _ in range(max(1, options.repeats)):
+            for variant, worker in workers.items():
+                times[variant].append(worker.time_once())
+        # peers first: they exit and free their memory before ovparts' batched and encoder runs
+        order = [v for v in workers if v != "ovparts"] + ["ovparts"]
+        return {variant: workers.pop(variant).finish(times[variant]) for variant in order}
+    finally:
+        for worker in workers.values():
+            if isinstance(worker, ProcessWorker):
+                worker.close()
+
+
+def _compare(model: str, variant: str, peer: dict, row: dict, options: BenchmarkOptions) -> dict:
+    """The peer's result with its ratios to ovparts: per-image speed-up (also counting ovparts' one-time
+    text encoding), the median of the round-by-round ratios, and forward memory."""
+    rounds = [p / o for p, o in zip(peer["times_s"], row["times_s"], strict=True)]
+    peer.update(
+        name=PEERS[model][variant],
+        speedup=peer["latency_s"] / row["latency_s"],
+        speedup_rounds=statistics.median(rounds),
+        speedup_incl_text=peer["latency_s"] / (row["latency_s"] + row.get("text_s", 0.0)),
+        memory_ratio=peer["forward_peak_bytes"] / max(row["forward_peak_bytes"], 1),
+    )
+    _log(options, f"  {variant}: {peer['latency_s']:.3f} s ({peer['speedup']:.1f}x)")
+    return peer
 
 
 def _log(options: BenchmarkOptions, text: str) -> None:
@@ -176,43 +324,43 @@ def _cpu_name() -> str:
 
 
 def format_table(report: dict) -> str:
-    """A fixed-width table of the report, with the run's conditions on top."""
+    """A fixed-width table of the report, with the run's conditions on top and a line per peer."""
     meta = report["meta"]
     lines = [
         f"{meta['device']}, torch {meta['torch']}, {meta['threads']} threads, {meta['precision']}, "
         f"load {meta['load_average_start']} -> {meta['load_average_end']}; "
         f"matmul {meta['matmul_size']}^3: {meta['matmul_flop_rate'] / 1e9:.0f} GFLOP/s",
         f"{'model':<12} {'K':>4} {'latency s':>9} {'text s':>7} {'img/s':>6} {'peak MiB':>8} "
-        f"{'fwd MiB':>7} {'enc GF/s':>8} {'enc/mm':>6} {'peer s':>8} {'speed-up':>8} {'mem x':>6}",
+        f"{'fwd MiB':>7} {'enc GF/s':>8} {'enc/mm':>6}",
     ]
     mib = 2**20
+    extrapolated = False
     for row in report["rows"]:
-        peer = row.get("peer")
         enc = row.get("encoder_flop_rate")
         lines.append(
             f"{row['model']:<12} {row['k']:>4} {row['latency_s']:>9.3f} {row.get('text_s', 0):>7.3f} "
             f"{row.get('images_per_s', float('nan')):>6.2f} {row['peak_rss_bytes'] / mib:>8.0f} "
-            f"{row['forward_peak_bytes'] / mib:>7.0f} "
-            + (
-                f"{enc / 1e9:>8.1f} {row['encoder_fraction_of_matmul']:>6.0%} "
-                if enc
-                else f"{'':>8} {'':>6} "
-            )
-            + (
-                f"{peer['latency_s']:>7.2f}{'*' if peer['extrapolated'] else ' '} {row['speedup']:>7.1f}x "
-                f"{row['memory_ratio']:>5.1f}x"
-                if peer
-                else ""
-            )
+            f"{row['forward_peak_bytes'] / mib:>7.0f}"
+            + (f" {enc / 1e9:>8.1f} {row['encoder_fraction_of_matmul']:>6.0%}" if enc else "")
         )
-    peers = sorted({(r["model"], r["peer"]["name"]) for r in report["rows"] if "peer" in r})
-    lines += [f"peer of {model}: {name}" for model, name in peers]
-    if any(r.get("peer", {}).get("extrapolated") for r in report["rows"]):
+        for variant, peer in row.get("peers", {}).items():
+            extrapolated |= peer["extrapolated"]
+            lines.append(
+                f"{'':<12} vs {variant:<12} {peer['latency_s']:>8.2f} s{'*' if peer['extrapolated'] else ''}"
+                f"  speed-up {peer['speedup']:.1f}x (by round {peer['speedup_rounds']:.1f}x, "
+                f"with text {peer['speedup_incl_text']:.1f}x)  peak {peer['peak_rss_bytes'] / mib:.0f} MiB"
+                f"  fwd memory {peer['memory_ratio']:.1f}x"
+            )
+    peers = sorted(
+        {(r["model"], v, p["name"]) for r in report["rows"] for v, p in r.get("peers", {}).items()}
+    )
+    lines += [f"{model} {variant}: {name}" for model, variant, name in peers]
+    if extrapolated:
         lines.append(
             "* peer timed on fewer prompts and scaled linearly to K (its cost per prompt is constant)"
         )
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # one setting in a fresh process: a JSON Setting in, a JSON result out
-    print(json.dumps(measure_setting(Setting(**json.loads(sys.argv[1])))))
+if __name__ == "__main__":  # a ProcessWorker: a JSON Setting as argument, commands on stdin
+    _serve(Setting(**json.loads(sys.argv[1])))
