@@ -648,7 +648,7 @@ class CatSeg(PartSegModel):
         return self.head(dense, text, guidance, class_chunk=chunk)
 
     def per_class_bytes(self, dense: Tensor) -> int:
-        """Rough fp32 activation bytes of one class in the head (see :meth:`CatSegAggregator.per_class_bytes`)."""
+        """Rough fp32 activation bytes of one class in the head (:meth:`CatSegAggregator.per_class_bytes`)."""
         return self.head.per_class_bytes(dense)
 
     def predict(self, pixel_values: Tensor, vocab: Vocabulary) -> PartLogits:

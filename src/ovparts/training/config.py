@@ -1,9 +1,10 @@
 """Training recipes: YAML files with a ``base:`` include, ``key=value`` overrides, and typed sections.
 
 The published recipes ship inside the package (``ovparts/recipes/``, package data), so ``ovparts train NAME``
-finds them in a wheel install as in a checkout. A recipe is plain data so that a run can be reproduced from the resolved YAML that ``ovparts train`` prints and
-saves next to its checkpoints. Every section is a dataclass: an unknown key is refused with one sentence instead
-of being silently ignored, which is how a typo in a 20k-iteration run would otherwise go unnoticed.
+finds them in a wheel install as in a checkout. A recipe is plain data so that a run can be reproduced from
+the resolved YAML that ``ovparts train`` prints and saves next to its checkpoints. Every section is a
+dataclass: an unknown key is refused with one sentence instead of being silently ignored, which is how a typo
+in a 20k-iteration run would otherwise go unnoticed.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def recipe_names() -> list[str]:
 
 
 def find_recipe(name: str | Path) -> Path:
-    """A path as given, or the name of a recipe shipped in ``ovparts/recipes/`` (with or without ``.yaml``)."""
+    """A path as given, or the name of a recipe shipped in ``ovparts/recipes/`` (``.yaml`` optional)."""
     path = Path(name)
     if path.is_file():
         return path
