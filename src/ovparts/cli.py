@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from .errors import ConfigError, OvpartsError, VocabularyError
+from .errors import EXIT_USER_ERROR, ConfigError, OvpartsError, VocabularyError
 
-EXIT_USER_ERROR = 2
 OUTPUT_SUFFIXES = (".parts.png", ".overlay.png", ".json")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-EXIT_BAD_INPUT = 2  # same code as ovparts.cli.EXIT_USER_ERROR
+from .errors import EXIT_USER_ERROR
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -162,7 +162,7 @@ def data_check(root: Path, name: str, split: str, deep: bool) -> None:
     result = check_dataset(name, root, splits=splits, deep=deep)
     click.echo(result.text())
     if not result.ok:
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(EXIT_USER_ERROR)
 
 
 COMMANDS = (evaluate_command, data_group)

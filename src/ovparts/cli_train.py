@@ -62,10 +62,11 @@ def train_command(
     resume: str | None,
     dry_run: bool,
 ) -> None:
-    """Train with the recipe CONFIG (a YAML file or a name in configs/), e.g.
+    """Train with the recipe CONFIG (a YAML file, or the name of a recipe shipped with ovparts), e.g.
 
     \b
-      ovparts train configs/tiny.yaml trainer.max_steps=200 optim.lr=5e-4
+      ovparts train tiny trainer.max_steps=200 optim.lr=5e-4
+      ovparts train my_recipe.yaml --out runs/mine
       ovparts train partclipseg_voc_oracle --devices 8 --strategy ddp
     """
     from .training.config import load_recipe

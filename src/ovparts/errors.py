@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The exit status of every CLI command when the input was at fault (typed error, failed data check).
+EXIT_USER_ERROR = 2
+
 
 class OvpartsError(Exception):
     """Base of every error ovparts raises on purpose (bad input, missing weights, ...)."""

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from ovparts.training.config import CONFIG_DIR, load_recipe  # noqa: E402
+from ovparts.training.config import RECIPE_DIR, load_recipe  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -35,7 +35,7 @@ def tiny_recipe(tmp_path, synthetic_root):
             "trainer.progress_bar=false",
             "trainer.loggers=[csv]",
         ]
-        return load_recipe(CONFIG_DIR / "tiny.yaml", [*base, *overrides])
+        return load_recipe(RECIPE_DIR / "tiny.yaml", [*base, *overrides])
 
     return make
 

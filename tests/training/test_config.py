@@ -1,12 +1,22 @@
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from ovparts.errors import ConfigError
-from ovparts.training.config import CONFIG_DIR, apply_overrides, load_recipe, parse_override, read_yaml_tree
+from ovparts.training.config import (
+    RECIPE_DIR,
+    apply_overrides,
+    find_recipe,
+    load_recipe,
+    parse_override,
+    read_yaml_tree,
+    recipe_names,
+)
 from ovparts.training.objectives import _ADAPTERS as ADAPTERS
 
-RECIPES = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+RECIPES = sorted(p.name for p in RECIPE_DIR.glob("*.yaml"))
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def test_overrides_are_read_as_yaml_values():
@@ -52,13 +62,38 @@ def test_base_include_and_cycles(tmp_path):
 
 
 def test_missing_recipe():
-    with pytest.raises(ConfigError, match="neither a file nor a recipe"):
+    with pytest.raises(ConfigError, match="neither a file nor a recipe") as err:
         load_recipe("no_such_recipe")
+    assert "partclipseg_voc_oracle" in str(err.value)  # the message lists the shipped names
+
+
+def test_every_recipe_is_found_by_name_inside_the_package(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no checkout around: names resolve through the package alone
+    shipped = resources.files("ovparts") / "recipes"
+    names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
+    assert names == recipe_names() and "tiny" in names and len(names) == len(RECIPES)
+    for name in names:
+        path = find_recipe(name)
+        assert path.read_bytes() == shipped.joinpath(f"{name}.yaml").read_bytes()
+        assert find_recipe(f"{name}.yaml") == path
+        load_recipe(name)  # base: includes resolve next to the shipped file
+
+
+def test_package_data_ships_every_recipe():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert config["packages"]["find"]["where"] == ["src"]
+    package = PYPROJECT.parent / "src" / "ovparts"
+    assert RECIPE_DIR.resolve() == (package / "recipes").resolve()  # the tests run on this checkout
+    shipped = {p for pattern in config["package-data"]["ovparts"] for p in package.glob(pattern)}
+    recipes = {p for p in (package / "recipes").rglob("*") if p.is_file() and p.suffix != ".pyc"}
+    assert recipes and recipes <= shipped, sorted(str(p) for p in recipes - shipped)
+    assert any(p.parent.name == "base" for p in recipes)  # the base/ includes are covered too
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_shipped_recipe_resolves(name):
-    recipe = load_recipe(CONFIG_DIR / name)
+    recipe = load_recipe(RECIPE_DIR / name)
     assert recipe.trainer.max_steps >= 1
     assert recipe.data.batch_size >= 1
     assert recipe.model.name in ADAPTERS  # every recipe's method has a training loss

@@ -238,6 +238,15 @@ class CatSegAggregator(nn.Module):
             outs.append(self.head(y).reshape(b, tc, *y.shape[-2:]))
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
+    def per_class_bytes(self, image: Tensor) -> int:
+        """Rough fp32 activation bytes of one class for dense features ``image`` (B, C, H, W): the hidden maps
+        on the feature grid (a few live at once in the Swin blocks), the cost volume's P channels, and the
+        guided upsampling to 2x and 4x. ``class_chunk="auto"`` divides its memory budget by this."""
+        cfg = self.config
+        cells = image.shape[0] * image.shape[-2] * image.shape[-1]
+        first, second = cfg.decoder_dims
+        return 4 * cells * (8 * cfg.hidden_dim + cfg.prompts + 4 * 3 * first + 16 * 3 * second)
+
     # -- forward -----------------------------------------------------------------------------------------
 
     def forward(
@@ -639,12 +648,8 @@ class CatSeg(PartSegModel):
         return self.head(dense, text, guidance, class_chunk=chunk)
 
     def per_class_bytes(self, dense: Tensor) -> int:
-        """Rough fp32 activation bytes of one class in the aggregator: the hidden maps on the feature grid
-        (a few live at once in the Swin blocks) and the guided upsampling to 2x and 4x."""
-        head = self.head.config
-        cells = dense.shape[0] * dense.shape[-2] * dense.shape[-1]
-        first, second = head.decoder_dims
-        return 4 * cells * (8 * head.hidden_dim + head.prompts + 4 * 3 * first + 16 * 3 * second)
+        """Rough fp32 activation bytes of one class in the head (:meth:`CatSegAggregator.per_class_bytes`)."""
+        return self.head.per_class_bytes(dense)
 
     def predict(self, pixel_values: Tensor, vocab: Vocabulary) -> PartLogits:
         text = self.text_embeddings(vocab.part_texts(self.config.text_style))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
+
 # Share of the free memory the per-class activations may take: the rest is for the image encoder's
 # activations, the allocator's slack, and whatever else the process does meanwhile.
 AUTO_FRACTION = 0.25
@@ -29,6 +31,14 @@ def available_memory(device: torch.device | str) -> int:
     except OSError:
         pass
     return 4 * 2**30  # unknown platform: assume a modest machine
+
+
+def check_class_chunk(chunk: object) -> None:
+    """Raise :class:`ConfigError` unless ``chunk`` is a configurable class chunk: an integer (<= 0: all
+    classes at once), ``None`` (all) or ``"auto"``."""
+    if chunk is None or chunk == "auto" or (isinstance(chunk, int) and not isinstance(chunk, bool)):
+        return
+    raise ConfigError(f"class_chunk must be a whole number or 'auto', not {chunk!r}.")
 
 
 def resolve_class_chunk(

@@ -57,6 +57,7 @@ from .base import (
 )
 from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatSegLayer, _as_json, _config
 from .catseg_blocks import CostEmbedding, map_classes
+from .chunking import check_class_chunk, resolve_class_chunk
 from .registry import register_model
 
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
@@ -127,7 +128,7 @@ class PartCatSegConfig(ModelConfig):
     dino_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     dino_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     sliding_window: bool = False  # the official evaluation resizes the whole image once
-    class_chunk: int = 32
+    class_chunk: int | str = 32  # "auto": sized from free memory
     tokenizer: str | None = None
 
     def __post_init__(self) -> None:
@@ -148,6 +149,7 @@ class PartCatSegConfig(ModelConfig):
             )
         if not isinstance(self.templates, str):
             self.templates = list(self.templates)
+        check_class_chunk(self.class_chunk)
         for name in ("head", "text_config", "vision_config", "dino_config"):
             setattr(self, name, _as_json(dict(getattr(self, name))))
         self.head_config  # validates the sizes  # noqa: B018
@@ -264,6 +266,15 @@ class PartCatSegAggregator(CatSegAggregator):
             return y.reshape(b, t, -1, h, w).transpose(1, 2)
 
         return map_classes(project, feats, chunk)
+
+    def per_class_bytes(self, image: Tensor) -> int:
+        """Rough fp32 activation bytes of one class: both stages run CAT-Seg's aggregator, one after the
+        other, on a chunk of classes; stage B's projection of [part ; object] embeddings to text space runs
+        on the same chunk in between, so the larger of the two bounds a chunk's activations."""
+        cfg = self.config
+        cells = image.shape[0] * image.shape[-2] * image.shape[-1]
+        projection = 4 * cells * (2 * cfg.hidden_dim + cfg.text_dim)
+        return max(super().per_class_bytes(image), projection)
 
     @staticmethod
     def classwise_cost(features: Tensor, text: Tensor) -> Tensor:
@@ -493,13 +504,16 @@ class PartCatSeg(PartSegModel):
 
     # ------------------------------------------------------------------ forward
     def forward(
-        self, pixel_values: Tensor, vocab: Vocabulary, class_chunk: int | None = None
+        self, pixel_values: Tensor, vocab: Vocabulary, class_chunk: int | str | None = None
     ) -> dict[str, Tensor]:
         """The head's outputs (both stages' logits and costs) for a vocabulary."""
         index = self.vocabulary_index(vocab)
         part_obj_text, specific_text = self.text_embeddings(vocab)
         dense, guidance = self.image_features(pixel_values)
         chunk = self.config.class_chunk if class_chunk is None else class_chunk
+        if chunk == "auto":  # one chunk for both stages, capped by the larger class list
+            classes = max(part_obj_text.shape[0], specific_text.shape[0])
+            chunk = resolve_class_chunk(chunk, classes, self.per_class_bytes(dense), dense.device)
         return self.head(
             dense,
             part_obj_text,
@@ -509,6 +523,11 @@ class PartCatSeg(PartSegModel):
             index.specific_to_object,
             class_chunk=chunk,
         )
+
+    def per_class_bytes(self, dense: Tensor) -> int:
+        """Rough fp32 activation bytes of one class in the head (see
+        :meth:`PartCatSegAggregator.per_class_bytes`)."""
+        return self.head.per_class_bytes(dense)
 
     def predict(self, pixel_values: Tensor, vocab: Vocabulary) -> PartLogits:
         out = self(pixel_values, vocab)

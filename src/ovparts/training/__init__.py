@@ -1,7 +1,7 @@
 """Training on PyTorch Lightning: recipes, the LightningModule and DataModule, and ``train(recipe)``.
 
 >>> from ovparts.training import load_recipe, train
->>> recipe = load_recipe("configs/tiny.yaml", ["trainer.max_steps=50"])   # doctest: +SKIP
+>>> recipe = load_recipe("tiny", ["trainer.max_steps=50"])                 # doctest: +SKIP
 >>> result = train(recipe)                                                 # doctest: +SKIP
 
 Lightning is an optional dependency (``pip install 'ovparts[train]'``); the recipe code imports without it.

@@ -1,8 +1,10 @@
 """Training recipes: YAML files with a ``base:`` include, ``key=value`` overrides, and typed sections.
 
-A recipe is plain data so that a run can be reproduced from the resolved YAML that ``ovparts train`` prints and
-saves next to its checkpoints. Every section is a dataclass: an unknown key is refused with one sentence instead
-of being silently ignored, which is how a typo in a 20k-iteration run would otherwise go unnoticed.
+The published recipes ship inside the package (``ovparts/recipes/``, package data), so ``ovparts train NAME``
+finds them in a wheel install as in a checkout. A recipe is plain data so that a run can be reproduced from
+the resolved YAML that ``ovparts train`` prints and saves next to its checkpoints. Every section is a
+dataclass: an unknown key is refused with one sentence instead of being silently ignored, which is how a typo
+in a 20k-iteration run would otherwise go unnoticed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# The shipped recipes: one YAML per published run, their shared values in ``base/``. A regular install (wheel,
+# editable, checkout on PYTHONPATH) unpacks the package on disk, so this is a real folder that ``base:``
+# includes can be resolved in.
+RECIPE_DIR = Path(str(resources.files("ovparts") / "recipes"))
 
 
 @dataclass
@@ -172,15 +178,23 @@ def _load_yaml(text: str) -> Any:
     return _yaml().load(text, Loader=_loader())
 
 
+def recipe_names() -> list[str]:
+    """Names of the shipped recipes, as ``ovparts train NAME`` takes them (``base/`` files excluded)."""
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.glob("*.yaml"))
+
+
 def find_recipe(name: str | Path) -> Path:
-    """A path as given, or a recipe name looked up in the repository's ``configs/`` folder."""
+    """A path as given, or the name of a recipe shipped in ``ovparts/recipes/`` (``.yaml`` optional)."""
     path = Path(name)
     if path.is_file():
         return path
-    for candidate in (CONFIG_DIR / f"{name}.yaml", CONFIG_DIR / str(name)):
+    for candidate in (RECIPE_DIR / f"{name}.yaml", RECIPE_DIR / str(name)):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"The recipe {str(name)!r} is neither a file nor a recipe in {CONFIG_DIR}.")
+    raise ConfigError(
+        f"The recipe {str(name)!r} is neither a file nor a recipe shipped with ovparts "
+        f"({', '.join(recipe_names())})."
+    )
 
 
 def read_yaml_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -281,6 +295,6 @@ def validate(recipe: Recipe) -> None:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a recipe file (or a name in ``configs/``), apply ``key=value`` overrides, validate."""
+    """Read a recipe file (or a shipped recipe's name), apply ``key=value`` overrides, validate."""
     tree = read_yaml_tree(find_recipe(path))
     return recipe_from_dict(apply_overrides(tree, list(overrides)))
