@@ -90,6 +90,13 @@ def output_stems(images: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Skip images whose three output files already exist (resume a batch).",
 )
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    help="Compile the image encoder and decoder with torch.compile (inductor; on CPU needs a C++ compiler). "
+    "The first image pays the compile time (tens of seconds to minutes), so it pays off on batches only.",
+)
 def segment(
     images: tuple[str, ...],
     vocab: str | None,
@@ -103,6 +110,7 @@ def segment(
     device: str,
     background_threshold: float | None,
     skip_existing: bool,
+    compile_model: bool,
 ) -> None:
     """Segment IMAGES into parts; writes NAME.parts.png, NAME.overlay.png and NAME.json into --out.
 
@@ -121,7 +129,7 @@ def segment(
     if object_mask is not None and len(images) > 1:
         raise VocabularyError("--object-mask applies to a single image; run one image at a time with it.")
     model = load_model(model_name, weights=weights, config=config_name, device=device, revision=revision)
-    segmenter = Segmenter(model, background_threshold=background_threshold)
+    segmenter = Segmenter(model, background_threshold=background_threshold, compile=compile_model)
     out = Path(out_dir)
     failures = 0
     progress = tqdm(

@@ -136,6 +136,10 @@ class Segmenter:
     precision:
         ``"fp32"`` (default), ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA): the network runs under autocast
         in that precision; text embeddings and the post-processing stay in fp32.
+    compile:
+        Compile the model's image encoders and per-class head in place with ``torch.compile`` (inductor,
+        :func:`ovparts.compiling.compile_model`). The first image pays the compile time; later images of
+        the same size reuse the graphs, and so, after one recompile, do vocabularies of other sizes.
     """
 
     def __init__(
@@ -146,12 +150,17 @@ class Segmenter:
         keep_scores: bool | None = None,
         sliding_window: SlidingWindow | bool | None = None,
         precision: str = "fp32",
+        compile: bool = False,  # noqa: A002  (torch's own name for it)
     ) -> None:
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
         self.device = next(self.model.parameters()).device
         self.precision = check_precision(precision, self.device)
+        if compile:
+            from .compiling import compile_model  # noqa: PLC0415  (imports torch._dynamo)
+
+            compile_model(self.model)
         default = getattr(model.config, "background_threshold", 0.5)
         self.background_threshold = default if background_threshold is None else background_threshold
         self.keep_scores = keep_scores

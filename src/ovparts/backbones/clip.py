@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
+from .clip_dense import clip_dense_features
+
 TEXT_BATCH = 256
 
 
@@ -162,6 +164,22 @@ class ClipBackbone(nn.Module):
             hidden = self.run_layer(index, hidden)
             states[index + 1] = hidden
         return [states[i] for i in layers]
+
+    def forward(
+        self, pixel_values: torch.Tensor, layers: Sequence[int] = (), dense_residual: str | None = None
+    ) -> list[torch.Tensor]:
+        """The whole image path in one module call, so that ``torch.compile`` sees it as one graph.
+
+        Without ``dense_residual``: the hidden states ``layers`` (:meth:`image_hidden_states`, CLIPSeg).
+        With it: CAT-Seg's dense features (B, D, h, w) followed by one guidance map per entry of ``layers``
+        (:func:`~ovparts.backbones.clip_dense.clip_dense_features`). Text never goes through here.
+        """
+        if dense_residual is None:
+            return self.image_hidden_states(pixel_values, layers)
+        dense, guidance = clip_dense_features(
+            self.clip.vision_model, self.clip.visual_projection, pixel_values, layers, dense_residual
+        )
+        return [dense, *guidance]
 
     def dense_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) patch tokens of the last layer, post-LayerNorm and projected into the text space."""

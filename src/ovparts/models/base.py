@@ -100,6 +100,15 @@ class PartSegModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def compile_targets(self) -> list[nn.Module]:
+        """The submodules worth ``torch.compile``: the per-image encoders and the per-class head.
+
+        Each one's ``forward`` must be the hot path it stands for (text encoding stays out: it is cached per
+        vocabulary). :func:`ovparts.compiling.compile_model` compiles them in place. The base class offers
+        none, so a model that names no targets runs eagerly.
+        """
+        return []
+
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """safetensors weights + config.json (+ tokenizer files), the huggingface_hub folder convention."""

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..backbones.clip_dense import apply_finetune, clip_dense_features
+from ..backbones.clip_dense import apply_finetune
 from ..backbones.resnet import ResNet, ResNetConfig, renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import catseg_bce_loss
@@ -42,8 +42,8 @@ from .catseg_blocks import (
     CostEmbedding,
     GuidedUp,
     SpatialAggregation,
-    class_slices,
     cosine_cost,
+    map_classes,
 )
 from .chunking import resolve_class_chunk
 from .registry import register_model
@@ -224,19 +224,20 @@ class CatSegAggregator(nn.Module):
 
     def decode(self, x: Tensor, guidance: Sequence[Tensor | None], class_chunk: int | None = None) -> Tensor:
         """Aggregated cost (B, C, T, H, W) -> logits (B, T, 4H, 4W), a chunk of classes at a time."""
-        b, c, t, h, w = x.shape
-        outs = []
-        for s in class_slices(t, class_chunk):
-            tc = s.stop - s.start
+        first, second = guidance[0], guidance[1]
 
-            def per_class(g: Tensor | None, tc: int = tc) -> Tensor | None:
+        def run(chunk: Tensor) -> Tensor:
+            b, c, tc, h, w = chunk.shape
+
+            def per_class(g: Tensor | None) -> Tensor | None:
                 return None if g is None else g.unsqueeze(1).expand(-1, tc, -1, -1, -1).flatten(0, 1)
 
-            y = x[:, :, s].transpose(1, 2).reshape(b * tc, c, h, w)
-            y = self.decoder1(y, per_class(guidance[0]))
-            y = self.decoder2(y, per_class(guidance[1]))
-            outs.append(self.head(y).reshape(b, tc, *y.shape[-2:]))
-        return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+            y = chunk.transpose(1, 2).reshape(b * tc, c, h, w)
+            y = self.decoder1(y, per_class(first))
+            y = self.decoder2(y, per_class(second))
+            return self.head(y).reshape(b, tc, *y.shape[-2:])
+
+        return map_classes(run, x, class_chunk, out_dim=1)
 
     def per_class_bytes(self, image: Tensor) -> int:
         """Rough fp32 activation bytes of one class for dense features ``image`` (B, C, H, W): the hidden maps
@@ -619,6 +620,11 @@ class CatSeg(PartSegModel):
         size = self.config.image_size
         return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
 
+    def compile_targets(self) -> list[nn.Module]:
+        """CLIP's dense image path, the guidance branch (CLIP upsamplings or ResNet) and the aggregator."""
+        guidance = self.clip_guidance if self.clip_guidance is not None else self.resnet
+        return [self.backbone, guidance, self.head]
+
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
         """(T, P, D) L2-normalised embeddings, one per class and prompt template."""
         return self.backbone.encode_text(list(texts), templates=self.config.template_list, normalize=True)
@@ -626,11 +632,8 @@ class CatSeg(PartSegModel):
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Dense CLIP features (B, D, h, w) and the guidance maps (appearance, decoder 2x, decoder 4x)."""
         cfg = self.config
-        clip = self.backbone.clip
-        layers = cfg.guidance_layers if cfg.guidance == "clip" else ()
-        dense, hidden = clip_dense_features(
-            clip.vision_model, clip.visual_projection, pixel_values, layers, cfg.dense_residual
-        )
+        layers = tuple(cfg.guidance_layers) if cfg.guidance == "clip" else ()
+        dense, *hidden = self.backbone(pixel_values, layers, dense_residual=cfg.dense_residual)
         if self.clip_guidance is not None:
             return dense, [dense, *self.clip_guidance(hidden)]
         image = renormalize(pixel_values, cfg.pixel_mean, cfg.pixel_std, cfg.resnet_mean, cfg.resnet_std)

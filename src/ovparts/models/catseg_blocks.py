@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .chunking import CHUNK_LOOP_REASON, map_slices
 
 # The official Swin mask uses -100 rather than -inf: after softmax the masked weights are ~e-44, not 0.
 SWIN_MASK_VALUE = -100.0
@@ -31,13 +32,13 @@ def class_slices(num_classes: int, chunk: int | None) -> Iterator[slice]:
         yield slice(start, min(start + step, num_classes))
 
 
-def map_classes(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, dim: int = 2) -> Tensor:
-    """Apply a per-class function on slices of the class axis ``dim`` and concatenate the results."""
-    if not chunk or chunk <= 0 or chunk >= x.shape[dim]:
-        return fn(x)
-    return torch.cat(
-        [fn(x.narrow(dim, s.start, s.stop - s.start)) for s in class_slices(x.shape[dim], chunk)], dim
-    )
+@torch.compiler.disable(recursive=False, reason=CHUNK_LOOP_REASON)
+def map_classes(
+    fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, dim: int = 2, out_dim: int | None = None
+) -> Tensor:
+    """Apply a per-class function on slices of the class axis ``dim`` and concatenate the results (along
+    ``out_dim``, by default ``dim``). Compiled, each slice is its own graph (:func:`map_slices`)."""
+    return map_slices(fn, [x], chunk, dim, out_dim)
 
 
 def cosine_cost(image: Tensor, text: Tensor) -> Tensor:
@@ -364,13 +365,8 @@ class ClassAggregation(nn.Module):
             rows = rows[:, :t]  # padding classes only matter inside the attention
             return rows + self.mlp(self.norm2(rows))
 
-        if class_chunk and 0 < class_chunk < t:
-            step = max(1, tokens.shape[0] * class_chunk // t)
-            tokens = torch.cat(
-                [run(r, o) for r, o in zip(tokens.split(step), owner.split(step), strict=True)]
-            )
-        else:
-            tokens = run(tokens, owner)
+        step = max(1, tokens.shape[0] * class_chunk // t) if class_chunk and 0 < class_chunk < t else 0
+        tokens = map_slices(run, [tokens, owner], step)
         y = tokens.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)  # (B, T, C, h, w)
         if (hp, wp) != (h, w):
             y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)

@@ -8,6 +8,8 @@ activations, so the same config is lean on a laptop and wide on a server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 from ..errors import ConfigError
@@ -53,3 +55,31 @@ def resolve_class_chunk(
     if chunk is None or chunk <= 0:
         return max(classes, 1)
     return int(chunk)
+
+
+# Why the chunk loops below are not traced by torch.compile (see ovparts.compiling).
+CHUNK_LOOP_REASON = "class-chunk loop: each chunk is a compiled graph of its own"
+
+
+@torch.compiler.disable(recursive=False, reason=CHUNK_LOOP_REASON)
+def map_slices(
+    fn: Callable[..., torch.Tensor],
+    tensors: Sequence[torch.Tensor],
+    step: int | None,
+    dim: int = 0,
+    out_dim: int | None = None,
+) -> torch.Tensor:
+    """``fn`` on matching ``step``-long slices along ``dim`` of every tensor, results joined along ``out_dim``.
+
+    ``step`` None or <= 0, or no shorter than the axis, calls ``fn`` once on the whole tensors. Under
+    ``torch.compile`` this loop runs eagerly and each ``fn`` call is compiled on its own, dynamic in the slice
+    length: a traced loop would fix the number of slices, so each vocabulary size would need a new graph.
+    """
+    total = tensors[0].shape[dim]
+    if not step or step <= 0 or step >= total:
+        return fn(*tensors)
+    outputs = []
+    for start in range(0, total, step):  # a loop, not a comprehension: no frame of its own to trace
+        length = min(step, total - start)
+        outputs.append(fn(*(t.narrow(dim, start, length) for t in tensors)))
+    return torch.cat(outputs, dim if out_dim is None else out_dim)

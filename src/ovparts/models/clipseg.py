@@ -24,7 +24,7 @@ from ..templates import TEMPLATE_SETS
 from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ..vocabulary import Vocabulary
 from .base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
-from .chunking import resolve_class_chunk
+from .chunking import CHUNK_LOOP_REASON, resolve_class_chunk
 from .registry import register_model
 
 TEXT_KEYS = (
@@ -255,17 +255,9 @@ class ClipSegDecoder(nn.Module):
             shared = reduced[index] if shared is None else reduced[index] + shared
             shared = self.layers[index](shared)[0]
         conditioned = reduced[self.conditional_layer] + (shared if shared is not None else 0)
-        chunk = self.chunk_size(conditions.shape[1], batch, conditioned.shape[1], grid, conditioned.device)
-        outputs = [
-            self._decode_classes(
-                reduced, self.film(conditioned, conditions[:, s : s + chunk]), grid, return_attention
-            )
-            for s in range(0, conditions.shape[1], chunk)
-        ]
-        logits = torch.cat([o[0] for o in outputs], dim=1)
-        features = torch.cat([o[1] for o in outputs], dim=1) if return_features else None
-        attention = torch.cat([o[2] for o in outputs], dim=1) if return_attention else None
-        return DecoderOutput(logits, features, attention)
+        return self._decode_in_chunks(
+            reduced, conditioned, conditions, grid, return_features, return_attention
+        )
 
     def per_class_bytes(self, batch: int, length: int, grid: tuple[int, int]) -> int:
         """Rough fp32 activation bytes of one class: MLP hidden + attention scores + the upsampling head."""
@@ -281,9 +273,43 @@ class ClipSegDecoder(nn.Module):
             self.class_chunk, classes, self.per_class_bytes(batch, length, grid), device
         )
 
+    @torch.compiler.disable(recursive=False, reason=CHUNK_LOOP_REASON)
+    def _decode_in_chunks(
+        self,
+        reduced: list[torch.Tensor],
+        conditioned: torch.Tensor,
+        conditions: torch.Tensor,
+        grid: tuple[int, int],
+        return_features: bool,
+        return_attention: bool,
+    ) -> DecoderOutput:
+        """The class-chunk loop and the concatenation of its outputs.
+
+        Under ``torch.compile`` this frame stays eager and each chunk's decoding is a compiled graph of its own,
+        dynamic in the chunk's size: a new vocabulary size then needs no new graph, where a traced loop would
+        bake the number of chunks (so the number of classes) into the graph.
+        """
+        batch, length = conditioned.shape[:2]
+        classes = conditions.shape[1]
+        chunk = self.chunk_size(classes, batch, length, grid, conditioned.device)
+        outputs = []
+        for start in range(0, classes, chunk):  # a loop, not a comprehension: no frame of its own to trace
+            part = conditions[:, start : start + chunk]
+            outputs.append(self._decode_classes(reduced, conditioned, part, grid, return_attention))
+        logits = torch.cat([o[0] for o in outputs], dim=1)
+        features = torch.cat([o[1] for o in outputs], dim=1) if return_features else None
+        attention = torch.cat([o[2] for o in outputs], dim=1) if return_attention else None
+        return DecoderOutput(logits, features, attention)
+
     def _decode_classes(
-        self, reduced: list[torch.Tensor], x: torch.Tensor, grid: tuple[int, int], return_attention: bool
+        self,
+        reduced: list[torch.Tensor],
+        conditioned: torch.Tensor,
+        conditions: torch.Tensor,
+        grid: tuple[int, int],
+        return_attention: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        x = self.film(conditioned, conditions)
         batch, n_classes, length, width = x.shape
         x = x.reshape(batch * n_classes, length, width)
         last = len(self.layers) - 1
@@ -342,6 +368,11 @@ class ClipSeg(PartSegModel):
         size = self.config.image_size
         return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
 
+    def compile_targets(self) -> list[nn.Module]:
+        """CLIP's image path (``backbone`` called on pixels), the visual adapter and the decoder."""
+        adapter = [self.visual_adapter] if self.visual_adapter is not None else []
+        return [self.backbone, *adapter, self.decoder]
+
     def text_conditions(self, texts: list[str]) -> torch.Tensor:
         """(N, D) conditional vectors, averaged over the configured prompt templates."""
         if self.config.templates == "none":
@@ -351,7 +382,7 @@ class ClipSeg(PartSegModel):
 
     def activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         layers = [index + 1 for index in self.config.extract_layers]
-        states = self.backbone.image_hidden_states(pixel_values, layers)
+        states = self.backbone(pixel_values, layers)
         if self.visual_adapter is not None:
             states = [self.visual_adapter(s) for s in states]
         return states

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..backbones.clip_dense import apply_finetune, clip_dense_features
+from ..backbones.clip_dense import apply_finetune
 from ..backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
 from ..backbones.resnet import renormalize
 from ..errors import CheckpointError, ConfigError
@@ -467,6 +467,10 @@ class PartCatSeg(PartSegModel):
         size = self.config.image_size
         return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
 
+    def compile_targets(self) -> list[nn.Module]:
+        """CLIP's dense image path, the DINO guidance encoder and the two-stage aggregator."""
+        return [self.backbone, self.dino, self.head]
+
     def vocabulary_index(self, vocab: Vocabulary) -> VocabularyIndex:
         key = (vocab, self.device)
         if key not in self._index_cache:
@@ -494,10 +498,7 @@ class PartCatSeg(PartSegModel):
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Dense CLIP features (B, D, h, w) and the DINO guidance maps at 1x, 2x and 4x the grid."""
         cfg = self.config
-        clip = self.backbone.clip
-        dense, _ = clip_dense_features(
-            clip.vision_model, clip.visual_projection, pixel_values, (), cfg.switch("dense_residual")
-        )
+        (dense,) = self.backbone(pixel_values, dense_residual=cfg.switch("dense_residual"))
         image = renormalize(pixel_values, cfg.pixel_mean, cfg.pixel_std, cfg.dino_mean, cfg.dino_std)
         h, w = dense.shape[-2:]
         return dense, self.dino(image, [(h, w), (2 * h, 2 * w), (4 * h, 4 * w)])

@@ -33,11 +33,12 @@ from ..losses import (
 from ..testing import RD64_REFINED, TINY_CLIPSEG
 from ..vocabulary import Vocabulary
 from .base import PartLogits
-from .chunking import resolve_class_chunk
+from .chunking import map_slices, resolve_class_chunk
 from .clipseg import (
     ClipSeg,
     ClipSegConfig,
     ClipSegDecoder,
+    DecoderOutput,
     _architecture_config,
     transposed_convolution_head,
 )
@@ -125,6 +126,11 @@ class PartClipSegOutput:
     attention: torch.Tensor | None = None  # (B, N, heads, L, L) of the last decoder block
 
 
+@dataclass
+class PartDecoderOutput(DecoderOutput):
+    part_logits: torch.Tensor | None = None  # (B, T+1, H, W) when the decoder was given the layout's indices
+
+
 class PartClipSegDecoder(ClipSegDecoder):
     """The CLIPSeg decoder (the shared trunk) plus PartCLIPSeg's object-specific reconstruction."""
 
@@ -151,6 +157,24 @@ class PartClipSegDecoder(ClipSegDecoder):
         self.cond_film_add.load_state_dict(self.film_add.state_dict())
         self.part_obj_with_cond_embed.load_state_dict(self.transposed_convolution.state_dict())
 
+    def forward(  # type: ignore[override]
+        self,
+        activations: list[torch.Tensor],
+        conditions: torch.Tensor,
+        grid: tuple[int, int],
+        return_features: bool = False,
+        return_attention: bool = False,
+        indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> PartDecoderOutput:
+        """The trunk (CLIPSeg's decoder) and, given ``indices`` = (part, object, text-object index), the
+        object-specific logits (:meth:`compose`) in the same call, so a compiled decoder covers both."""
+        trunk = super().forward(
+            activations, conditions, grid, return_features or indices is not None, return_attention
+        )
+        part_logits = None if indices is None else self.compose(trunk.features, conditions, *indices)
+        features = trunk.features if return_features else None
+        return PartDecoderOutput(trunk.logits, features, trunk.attention, part_logits)
+
     def compose(
         self,
         features: torch.Tensor,
@@ -175,16 +199,18 @@ class PartClipSegDecoder(ClipSegDecoder):
         batch, _, width, *grid = features.shape
         per_class = 4 * batch * grid[0] * grid[1] * (4 * width + 16 * 16)  # fused maps + upsampled logits
         chunk = resolve_class_chunk(self.class_chunk, part_index.numel(), per_class, features.device)
-        logits = []
-        for s in range(0, part_index.numel(), chunk):
-            idx = slice(s, s + chunk)
-            visual = torch.cat([features[:, part_index[idx]], features[:, object_index[idx]]], dim=2)
+
+        def run(
+            parts: torch.Tensor, objects: torch.Tensor, mul: torch.Tensor, add: torch.Tensor
+        ) -> torch.Tensor:
+            visual = torch.cat([features[:, parts], features[:, objects]], dim=2)
             fused = self.part_obj_mlp(visual.movedim(2, -1))  # (B, t, h, w, r)
-            modulated = scale[idx, None, None, :] * fused + shift[idx, None, None, :]
+            modulated = mul[:, None, None, :] * fused + add[:, None, None, :]
             batch, count = modulated.shape[:2]
             out = self.part_obj_with_cond_embed(modulated.movedim(-1, 2).flatten(0, 1))
-            logits.append(out.view(batch, count, *out.shape[-2:]))
-        return torch.cat(logits, dim=1)
+            return out.view(batch, count, *out.shape[-2:])
+
+        return map_slices(run, [part_index, object_index, scale, shift], chunk, dim=0, out_dim=1)
 
 
 class PartClipSeg(ClipSeg):
@@ -228,17 +254,15 @@ class PartClipSeg(ClipSeg):
     ) -> PartClipSegOutput:
         patch = self.backbone.patch_size
         grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-        trunk = self.decoder(
+        indices = (layout.part_index, layout.object_index, layout.text_object_index)
+        out = self.decoder(
             self.activations(pixel_values),
             conditions,
             grid,
-            return_features=True,
             return_attention=return_attention,
+            indices=indices,
         )
-        part_logits = self.decoder.compose(
-            trunk.features, conditions, layout.part_index, layout.object_index, layout.text_object_index
-        )
-        return PartClipSegOutput(part_logits, trunk.logits, trunk.attention)
+        return PartClipSegOutput(out.part_logits, out.logits, out.attention)
 
     def predict(self, pixel_values: torch.Tensor, vocab: Vocabulary) -> PartLogits:
         """Object-specific parts + background, and the object head mapped onto ``vocab.objects``.
