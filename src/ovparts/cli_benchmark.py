@@ -26,6 +26,12 @@ import click
     show_default=True,
     help="Autocast precision (fp16: CUDA only).",
 )
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch.compile ovparts' models (peers stay eager); the compile time shows in first_call_s.",
+)
 @click.option("--no-peers", is_flag=True, help="Measure ovparts only.")
 @click.option(
     "--peer-at", multiple=True, type=int, help="Run peers only at these K (repeat); default: all K."
@@ -48,6 +54,7 @@ def benchmark(
     repeats: int,
     batch: int,
     precision: str,
+    compile_: bool,
     no_peers: bool,
     peer_at: tuple[int, ...],
     peer_classes: int | None,
@@ -78,6 +85,7 @@ def benchmark(
         peer_classes=peer_classes,
         isolate=not in_process,
         threads=threads,
+        compile=compile_,
         log=lambda text: click.echo(text, err=True),
     )
     report = run_benchmark(options)

@@ -129,3 +129,17 @@ def test_peer_computes_the_same_logits(model, variant):
 def test_unknown_model_is_one_sentence():
     result = CliRunner().invoke(main, ["benchmark", "--model", "nope"])
     assert result.exit_code == 2 and "No benchmark for model 'nope'" in result.output
+
+
+def test_compile_flag_compiles_ovparts_and_reports_the_first_call(tmp_path):
+    out = tmp_path / "compiled.json"
+    args = ["benchmark", "--size", "tiny", "--model", "clipseg", "--classes", "2", "--repeats", "1"]
+    result = CliRunner().invoke(
+        main, [*args, "--batch", "1", "--no-peers", "--in-process", "--compile", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert report["meta"]["compiled"] is True and "compiled" in result.output
+    # the first call pays inductor's code generation (seconds); later calls reuse the graphs (milliseconds)
+    assert row["first_call_s"] > 5 * row["latency_s"]

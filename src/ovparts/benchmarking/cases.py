@@ -92,8 +92,11 @@ def build_case(
     device: torch.device,
     variant: str = "ovparts",
     peer_classes: int | None = None,
+    compile: bool = False,
 ) -> Case:
-    """The case for ``name`` at ``size`` ("native" or "tiny") with K classes, ovparts' path or its peer's."""
+    """The case for ``name`` at ``size`` ("native" or "tiny") with K classes, ovparts' path or its peer's.
+
+    ``compile`` runs ovparts' model through :func:`ovparts.compiling.compile_model` (peers stay eager)."""
     from ..models.registry import load_model
 
     if name not in SIZES:
@@ -108,6 +111,10 @@ def build_case(
     model = load_model(name, config=config, device=str(device))
     image_size = model.preprocess.size
     if variant == "ovparts":
+        if compile:
+            from ..compiling import compile_model
+
+            compile_model(model)
         return Case(
             model,
             vocab,

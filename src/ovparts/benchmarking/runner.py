@@ -39,6 +39,7 @@ class Setting:
     encoder: bool = True
     peer_classes: int | None = None
     threads: int | None = None
+    compile: bool = False
 
 
 class Measurement:
@@ -54,12 +55,19 @@ class Measurement:
         self.setting = setting
         self.device = torch.device(setting.device)
         self.case = build_case(
-            setting.model, setting.size, setting.k, self.device, setting.variant, setting.peer_classes
+            setting.model,
+            setting.size,
+            setting.k,
+            self.device,
+            setting.variant,
+            setting.peer_classes,
+            setting.compile,
         )
         generator = torch.Generator().manual_seed(1)
         self.pixels = torch.randn(1, 3, *self.case.image_size, generator=generator).to(self.device)
         with self._context(), PeakMemory(self.device) as peak:
-            self.case.forward(self.pixels)  # the cold run: fills the text cache, and is the warm-up
+            # the cold run: fills the text cache (and compiles, with --compile), and is the warm-up
+            self.first_call_s = median_seconds(lambda: self.case.forward(self.pixels), 1, self.device, 0)
         self.forward_peak_bytes = peak.peak
 
     def _context(self) -> contextlib.ExitStack:
@@ -81,6 +89,7 @@ class Measurement:
             "image_size": list(case.image_size),
             "latency_s": statistics.median(times) * case.scale,
             "times_s": [t * case.scale for t in times],
+            "first_call_s": self.first_call_s * case.scale,
             "forward_peak_bytes": self.forward_peak_bytes,
             "peak_rss_bytes": max_rss_bytes(),
             "classes_measured": case.classes_measured or setting.k,
@@ -219,6 +228,7 @@ class BenchmarkOptions:
     peer_classes: int | None = None  # cap on the prompts transformers' CLIPSeg runs (then scaled to K)
     isolate: bool = True
     threads: int | None = None
+    compile: bool = False
     log: object = field(default=None, repr=False)
 
 
@@ -234,6 +244,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "threads": options.threads or torch.get_num_threads(),
         "precision": options.precision,
+        "compiled": options.compile,
         "size": options.size,
         "isolated_processes": options.isolate,
         "timing": "alternating",
@@ -256,6 +267,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 encoder=index == 0,  # the encoder does not depend on K: measure it once per model
                 peer_classes=options.peer_classes,
                 threads=options.threads,
+                compile=options.compile,
             )
             with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
             variants = ["ovparts", *(PEERS[model] if with_peers else ())]
@@ -327,7 +339,8 @@ def format_table(report: dict) -> str:
     """A fixed-width table of the report, with the run's conditions on top and a line per peer."""
     meta = report["meta"]
     lines = [
-        f"{meta['device']}, torch {meta['torch']}, {meta['threads']} threads, {meta['precision']}, "
+        f"{meta['device']}, torch {meta['torch']}, {meta['threads']} threads, {meta['precision']}"
+        f"{' compiled' if meta.get('compiled') else ''}, "
         f"load {meta['load_average_start']} -> {meta['load_average_end']}; "
         f"matmul {meta['matmul_size']}^3: {meta['matmul_flop_rate'] / 1e9:.0f} GFLOP/s",
         f"{'model':<12} {'K':>4} {'latency s':>9} {'text s':>7} {'img/s':>6} {'peak MiB':>8} "
