@@ -121,14 +121,17 @@ def test_segmenter_compile_with_bf16_autocast(chelsea):
     assert (result.part_map == eager.part_map).mean() > 0.99
 
 
-def test_missing_cpp_compiler_is_one_sentence(monkeypatch):
+def test_missing_cpp_compiler_is_one_sentence():
     from torch._inductor import config
 
-    monkeypatch.setattr(config.cpp, "cxx", ("ovparts-no-such-compiler++",))
-    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler") as caught:
-        compile_model(tiny("clipseg"))
+    original = config.cpp.cxx
+    # config.patch, not monkeypatch: undoing a monkeypatch deletes the option from inductor's config
+    with config.patch({"cpp.cxx": ("ovparts-no-such-compiler++",)}):
+        with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler") as caught:
+            compile_model(tiny("clipseg"))
+        check_compile_available("aot_eager", "cpu")  # backends without code generation need no compiler
     assert str(caught.value).count(". ") == 0 and "\n" not in str(caught.value)
-    check_compile_available("aot_eager", "cpu")  # backends without code generation need no compiler
+    assert config.cpp.cxx == original  # later tests compile with the real compiler again
 
 
 def test_bad_backend_and_mode_are_refused():

@@ -36,8 +36,10 @@ def class_slices(num_classes: int, chunk: int | None) -> Iterator[slice]:
 def map_classes(
     fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, dim: int = 2, out_dim: int | None = None
 ) -> Tensor:
-    """Apply a per-class function on slices of the class axis ``dim`` and concatenate the results (along
-    ``out_dim``, by default ``dim``). Compiled, each slice is its own graph (:func:`map_slices`)."""
+    """Apply a per-class function on slices of the class axis ``dim``; results joined along ``out_dim``.
+
+    ``out_dim`` defaults to ``dim``. Under ``torch.compile`` each slice is a graph of its own (:func:`map_slices`).
+    """
     return map_slices(fn, [x], chunk, dim, out_dim)
 
 
