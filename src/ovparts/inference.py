@@ -138,8 +138,9 @@ class Segmenter:
         in that precision; text embeddings and the post-processing stay in fp32.
     compile:
         Compile the model's image encoders and per-class head in place with ``torch.compile`` (inductor,
-        :func:`ovparts.compiling.compile_model`). The first image pays the compile time; later images of
-        the same size reuse the graphs, and so, after one recompile, do vocabularies of other sizes.
+        :func:`ovparts.compiling.compile_model`). The first image pays the compile time; later images reuse
+        the graphs (every image is resized to the model's input), and so, after a recompile or two, do
+        vocabularies of other sizes.
     """
 
     def __init__(
