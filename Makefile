@@ -23,16 +23,16 @@ demo: venv
 	$(BIN)/ovparts segment chelsea.jpg --vocab "$(VOCAB)" --weights "$(WEIGHTS)" --out demo-out
 
 test: venv
-	$(BIN)/python -m ruff check src tests benchmarks
-	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff check .
 
 format: venv
-	$(BIN)/python -m ruff format src tests benchmarks
-	$(BIN)/python -m ruff check --fix src tests benchmarks
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check --fix .
 
 clean:
 	rm -rf $(VENV) demo-out chelsea.jpg
