@@ -46,6 +46,9 @@ import click
     "--in-process", is_flag=True, help="No fresh process per setting (peak RSS then not per setting)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.option(
+    "--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown table."
+)
 def benchmark(
     models: tuple[str, ...],
     size: str,
@@ -61,10 +64,18 @@ def benchmark(
     threads: int | None,
     in_process: bool,
     json_path: str | None,
+    markdown_path: str | None,
 ) -> None:
     """Measure models against their peers in one run and print a table (ratios are the figures to trust
     on a shared machine: both sides see the same load)."""
-    from .benchmarking import DEFAULT_CLASSES, MODELS, BenchmarkOptions, format_table, run_benchmark
+    from .benchmarking import (
+        DEFAULT_CLASSES,
+        MODELS,
+        BenchmarkOptions,
+        format_markdown,
+        format_table,
+        run_benchmark,
+    )
     from .errors import ConfigError
 
     unknown = [m for m in models if m not in MODELS]
@@ -92,3 +103,5 @@ def benchmark(
     click.echo(format_table(report))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if markdown_path:
+        Path(markdown_path).write_text(format_markdown(report) + "\n", encoding="utf-8")

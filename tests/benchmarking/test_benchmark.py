@@ -143,3 +143,13 @@ def test_compile_flag_compiles_ovparts_and_reports_the_first_call(tmp_path):
     assert report["meta"]["compiled"] is True and "compiled" in result.output
     # the first call pays inductor's code generation (seconds); later calls reuse the graphs (milliseconds)
     assert row["first_call_s"] > 5 * row["latency_s"]
+
+
+def test_markdown_table_has_a_row_per_setting_and_peer(report):
+    from ovparts.benchmarking import format_markdown
+
+    table = format_markdown(report).splitlines()
+    rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]  # minus the header
+    expected = sum(1 + len(row["peers"]) for row in report["rows"])
+    assert len(rows) == expected
+    assert all(line.count("|") == table[2].count("|") for line in rows)

@@ -1,7 +1,14 @@
 """Performance measurement of every ovparts model against its peers, in one run (``ovparts benchmark``)."""
 
 from .cases import DEFAULT_CLASSES, MODELS, PEERS, benchmark_vocabulary, build_case
-from .runner import BenchmarkOptions, Setting, format_table, measure_setting, run_benchmark
+from .runner import (
+    BenchmarkOptions,
+    Setting,
+    format_markdown,
+    format_table,
+    measure_setting,
+    run_benchmark,
+)
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -11,6 +18,7 @@ __all__ = [
     "Setting",
     "benchmark_vocabulary",
     "build_case",
+    "format_markdown",
     "format_table",
     "measure_setting",
     "run_benchmark",

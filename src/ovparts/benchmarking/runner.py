@@ -375,5 +375,36 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The report as a Markdown table (a row per model and K, a row per peer below it), for docs and PRs."""
+    meta = report["meta"]
+    mib = 2**20
+    lines = [
+        f"{meta['device']}, torch {meta['torch']}, {meta['threads']} threads, {meta['precision']}"
+        f"{', compiled' if meta.get('compiled') else ''}, load average {meta['load_average_start']:.1f} -> "
+        f"{meta['load_average_end']:.1f}",
+        "",
+        "| model | K | vs | latency s | speed-up (by round) | text s | img/s | peak RSS MiB | forward +MiB "
+        "| encoder / matmul |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        fraction = row.get("encoder_fraction_of_matmul")
+        images = row.get("images_per_s")
+        lines.append(
+            f"| {row['model']} | {row['k']} | ovparts | {row['latency_s']:.2f} | | {row.get('text_s', 0):.2f} "
+            f"| {'' if images is None else f'{images:.2f}'} | {row['peak_rss_bytes'] / mib:.0f} "
+            f"| {row['forward_peak_bytes'] / mib:.0f} | {'' if fraction is None else f'{fraction:.0%}'} |"
+        )
+        for variant, peer in row.get("peers", {}).items():
+            scaled = f" ({peer['classes_measured']} classes, scaled)" if peer["extrapolated"] else ""
+            lines.append(
+                f"| | | {variant} | {peer['latency_s']:.2f}{scaled} | {peer['speedup']:.1f}x "
+                f"({peer['speedup_rounds']:.1f}x) | | | {peer['peak_rss_bytes'] / mib:.0f} "
+                f"| {peer['forward_peak_bytes'] / mib:.0f} | |"
+            )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # a ProcessWorker: a JSON Setting as argument, commands on stdin
     _serve(Setting(**json.loads(sys.argv[1])))
