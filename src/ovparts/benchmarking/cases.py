@@ -44,6 +44,8 @@ PEERS: dict[str, dict[str, str]] = {
         "official": "official: image encoded once, unchunked cost volumes",
     },
 }
+# Peers that encode their prompts on every call (the others cache text embeddings, as ovparts does).
+TEXT_PER_CALL = frozenset({"transformers"})
 DEFAULT_CLASSES = (20, 116, 234)
 
 
