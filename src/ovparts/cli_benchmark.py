@@ -17,7 +17,13 @@ import click
     "--classes", "classes", multiple=True, type=int, help="Vocabulary sizes K (repeat); default 20 116 234."
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--repeats", default=3, show_default=True, type=int, help="Timed runs; the median is reported.")
+@click.option(
+    "--repeats",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Timed runs, in turn with the peers; the median is reported.",
+)
 @click.option("--batch", default=4, show_default=True, type=int, help="Images per batch for images/s.")
 @click.option(
     "--precision",
@@ -43,7 +49,7 @@ import click
 )
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option(
-    "--in-process", is_flag=True, help="No fresh process per setting (peak RSS then not per setting)."
+    "--in-process", is_flag=True, help="No worker process per setting (peak RSS then not per setting)."
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @click.option(
@@ -66,8 +72,12 @@ def benchmark(
     json_path: str | None,
     markdown_path: str | None,
 ) -> None:
-    """Measure models against their peers in one run and print a table (ratios are the figures to trust
-    on a shared machine: both sides see the same load)."""
+    """Measure models against their peers in one run and print a table.
+
+    ovparts and each peer run in their own worker processes and are timed in turn, round after round, so
+    that both sides of a ratio see the same load: the ratios are the figures to trust on a shared machine.
+    Peers: 'transformers' (CLIPSeg), 'reference' (image re-encoded per class, whole cost volume at once)
+    and 'official' (the official code's batching)."""
     from .benchmarking import (
         DEFAULT_CLASSES,
         MODELS,
