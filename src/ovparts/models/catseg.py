@@ -223,16 +223,24 @@ class CatSegAggregator(nn.Module):
         return F.relu(self.text_guidance_proj(F.normalize(text.mean(dim=2), dim=-1)))
 
     def decode(self, x: Tensor, guidance: Sequence[Tensor | None], class_chunk: int | None = None) -> Tensor:
-        """Aggregated cost (B, C, T, H, W) -> logits (B, T, 4H, 4W), a chunk of classes at a time."""
+        """Aggregated cost (B, C, T, H, W) -> logits (B, T, 4H, 4W), a chunk of classes at a time.
+
+        The upsampling convolutions run channels-last: oneDNN's direct convolutions are faster on that
+        layout (measured about 30% on the ViT-B decoder at K = 116 on a CPU), and the result is the same.
+        """
         first, second = guidance[0], guidance[1]
+        channels_last = torch.channels_last
 
         def run(chunk: Tensor) -> Tensor:
             b, c, tc, h, w = chunk.shape
 
             def per_class(g: Tensor | None) -> Tensor | None:
-                return None if g is None else g.unsqueeze(1).expand(-1, tc, -1, -1, -1).flatten(0, 1)
+                if g is None:
+                    return None
+                g = g.unsqueeze(1).expand(-1, tc, -1, -1, -1).flatten(0, 1)
+                return g.contiguous(memory_format=channels_last)
 
-            y = chunk.transpose(1, 2).reshape(b * tc, c, h, w)
+            y = chunk.transpose(1, 2).reshape(b * tc, c, h, w).contiguous(memory_format=channels_last)
             y = self.decoder1(y, per_class(first))
             y = self.decoder2(y, per_class(second))
             return self.head(y).reshape(b, tc, *y.shape[-2:])
