@@ -14,9 +14,9 @@ from ovparts.models.catseg_blocks import (
     GuidedSwinBlock,
     GuidedUp,
     SpatialAggregation,
-    class_slices,
     cosine_cost,
     linear_attention,
+    map_classes,
     shifted_window_mask,
     window_merge,
     window_partition,
@@ -28,10 +28,18 @@ def _seed():
     torch.manual_seed(0)
 
 
-def test_class_slices_cover_every_class_once():
-    assert [(s.start, s.stop) for s in class_slices(7, 3)] == [(0, 3), (3, 6), (6, 7)]
-    assert [(s.start, s.stop) for s in class_slices(7, 0)] == [(0, 7)]
-    assert [(s.start, s.stop) for s in class_slices(7, None)] == [(0, 7)]
+def test_class_chunks_cover_every_class_once():
+    classes = torch.arange(7).reshape(1, 1, 7)
+
+    def chunks(chunk: int | None) -> list[list[int]]:
+        seen = []
+        out = map_classes(lambda x: seen.append(x[0, 0].tolist()) or x, classes, chunk)
+        assert torch.equal(out, classes)
+        return seen
+
+    assert chunks(3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert chunks(0) == [list(range(7))]
+    assert chunks(None) == [list(range(7))]
 
 
 def test_cosine_cost_is_cosine_similarity():

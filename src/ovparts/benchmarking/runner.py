@@ -133,19 +133,6 @@ def measure_setting(setting: Setting) -> dict:
     return measurement.finish([measurement.time_once() for _ in range(max(1, setting.repeats))])
 
 
-class LocalWorker:
-    """A setting measured in this process (tests, quick looks: peak RSS is then not per setting)."""
-
-    def __init__(self, setting: Setting) -> None:
-        self.measurement = Measurement(setting)
-
-    def time_once(self) -> float:
-        return self.measurement.time_once()
-
-    def finish(self, times: list[float]) -> dict:
-        return self.measurement.finish(times)
-
-
 _REPLY = "@ovparts-benchmark "  # marks the worker's replies among anything a library prints to stdout
 
 
@@ -286,8 +273,9 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
 
 def _measure_alternating(settings: dict[str, Setting], options: BenchmarkOptions) -> dict[str, dict]:
     """Start a worker per variant (cold runs one after the other), then time them in turn, round by round."""
-    worker_class = ProcessWorker if options.isolate else LocalWorker
-    workers: dict[str, ProcessWorker | LocalWorker] = {}
+    # in-process (isolate=False), a Measurement is its own worker: same time_once / finish interface
+    worker_class = ProcessWorker if options.isolate else Measurement
+    workers: dict[str, ProcessWorker | Measurement] = {}
     try:
         for variant, setting in settings.items():
             workers[variant] = worker_class(setting)

@@ -12,7 +12,7 @@ are ours, the converter in :mod:`ovparts.convert.catseg` maps the official names
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +23,6 @@ from .chunking import CHUNK_LOOP_REASON, map_slices
 
 # The official Swin mask uses -100 rather than -inf: after softmax the masked weights are ~e-44, not 0.
 SWIN_MASK_VALUE = -100.0
-
-
-def class_slices(num_classes: int, chunk: int | None) -> Iterator[slice]:
-    """Slices over the class axis; ``chunk`` None or <= 0 means all classes at once."""
-    step = num_classes if not chunk or chunk <= 0 else chunk
-    for start in range(0, num_classes, max(step, 1)):
-        yield slice(start, min(start + step, num_classes))
 
 
 @torch.compiler.disable(recursive=False, reason=CHUNK_LOOP_REASON)
