@@ -15,7 +15,7 @@ from ovparts.convert.catseg import convert_catseg_checkpoint
 
 from .official import OfficialCase, assert_close, assert_same_labels
 
-CASES = ["catseg_cvpr"]
+CASES = ["catseg_cvpr", "catseg_old"]
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -28,6 +28,7 @@ REPOSITORIES = {
     "partclipseg": "kaist-cvml+part-clipseg",
     "ov_parts": "OpenRobotLab+OV_PARTS",
     "clipseg": "timojl+clipseg",
+    "dinov2": "facebookresearch+dinov2",
 }
 
 
@@ -130,3 +131,13 @@ def install_detectron2(scratch: Path, commit: str = "HEAD") -> Path:
 def add_to_path(folder: Path) -> None:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+def restore_pillow_aliases() -> None:
+    """Pillow 10 removed ``Image.LINEAR`` / ``CUBIC`` / ``ANTIALIAS``, which older official files name as
+    default arguments; they were aliases of ``BILINEAR`` / ``BICUBIC`` / ``LANCZOS`` and are restored as such."""
+    from PIL import Image  # noqa: PLC0415
+
+    for old, new in (("LINEAR", "BILINEAR"), ("CUBIC", "BICUBIC"), ("ANTIALIAS", "LANCZOS")):
+        if not hasattr(Image, old):
+            setattr(Image, old, getattr(Image, new))
