@@ -205,6 +205,7 @@ def generate(
         "canvas_probabilities_s4": recorded["canvas"][:, ::4, ::4].float().contiguous(),
         "probabilities_s4": result[:, ::4, ::4].float().contiguous(),
         "labels": labels.to(torch.int16),
+        "label_ties": fixtures.ties(result).to(torch.uint8),
     }
     info = {
         "case": case,
@@ -240,6 +241,7 @@ def generate(
             "canvas_probabilities_s4": "(K, 160, 160): the (K, 640, 640) folded probabilities [:, ::4, ::4]",
             "probabilities_s4": "(K, 75, 113): the final (K, 300, 451) probabilities [:, ::4, ::4]",
             "labels": "(300, 451) int16 label map",
+            "label_ties": f"(300, 451) uint8: 1 where the two best probabilities differ by <= {fixtures.TIE_GAP}",
         },
         "generator_version": fixtures.GENERATOR_VERSION,
         "seed": seed,

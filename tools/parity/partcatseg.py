@@ -238,6 +238,8 @@ def generate(
         "labels_pred_all": labels_all.to(torch.int16),
         "labels_oracle_obj": labels_oracle.to(torch.int16),
         "object_mask": torch.where(valid, OBJECT_ID, IGNORE).to(torch.uint8),
+        "ties_pred_all": fixtures.ties(everything).to(torch.uint8),
+        "ties_oracle_obj": (fixtures.ties(oracle) & valid).to(torch.uint8),
     }
     info = {
         "case": case,
@@ -284,6 +286,8 @@ def generate(
             "labels_pred_all": "(300, 451) int16, background = K",
             "labels_oracle_obj": "(300, 451) int16, -1 outside the evaluated object",
             "object_mask": "(300, 451) uint8: 0 = the ground-truth object (cat), 255 = ignore",
+            "ties_pred_all": f"(300, 451) uint8: 1 where the two best of sem_seg_all differ by <= {fixtures.TIE_GAP}",
+            "ties_oracle_obj": "(300, 451) uint8: the same for sem_seg inside the evaluated object",
         },
         "generator_version": fixtures.GENERATOR_VERSION,
         "seed": seed,
