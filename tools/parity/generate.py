@@ -1,6 +1,6 @@
 """Generate an official parity fixture by hand: ``python tools/parity/generate.py CASE --out DIR``.
 
-Runs the official code (extracted from the local mirrors at run time) in the separate ``/work/offenv``-style
+Runs the official code (extracted from the local mirrors at run time) in a separate
 environment; never run in CI. See docs/parity.md.
 """
 
