@@ -1,0 +1,198 @@
+"""Hostile inputs of round two: geometry, bombs, checkpoint configs and headers, object masks.
+
+Same format as ``corpus.py``: each case names what it is, how to build it, and what ovparts must do with it
+(``OK``: a correct result; ``ERROR``: one sentence, exit code 2, or skip-and-count inside a dataset). Nothing
+here is large on disk or in memory: bombs are crafted headers, big files are sparse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .corpus import ERROR, OK, decompression_bomb
+
+__all__ = ["ERROR", "OK"]
+
+
+# ------------------------------------------------------------------ COCO geometry (crashes, CPU)
+@dataclass(frozen=True)
+class GeometryCase:
+    name: str
+    expect: str
+    build: Callable[[int, int], object]  # (height, width) -> a COCO ``segmentation`` field
+
+
+def _zigzag(height: int, width: int) -> list[list[float]]:
+    """A polygon crossing the image 4,000 times: a perimeter of 4,000 widths, cheap to write, costly to draw."""
+    points: list[float] = []
+    for i in range(4_000):
+        points += [0.0 if i % 2 == 0 else float(width), float(i % height)]
+    return [points]
+
+
+def _compressed_run(text: str) -> Callable[[int, int], dict]:
+    return lambda h, w: {"size": [h, w], "counts": text}
+
+
+GEOMETRY_CASES = [
+    GeometryCase("vertex-at-3e8", OK, lambda h, w: [[3e8, 3e8, 10, 10, 20, 5]]),
+    GeometryCase("vertex-at-minus-3e8", OK, lambda h, w: [[-3e8, 3e8, 10, 10, 20, 5, 3e8, -3e8]]),
+    GeometryCase("vertex-at-1e300", OK, lambda h, w: [[1e300, 1e300, 0, 0, w, 0]]),
+    GeometryCase("all-vertices-far-away", OK, lambda h, w: [[1e9, 1e9, 2e9, 1e9, 2e9, 2e9]]),
+    GeometryCase("nan-vertex", ERROR, lambda h, w: [[float("nan"), 1, 10, 10, 20, 5]]),
+    GeometryCase("inf-vertex", ERROR, lambda h, w: [[float("inf"), 1, 10, 10, 20, 5]]),
+    GeometryCase("string-that-parses-to-inf", ERROR, lambda h, w: [["1e400", 1, 10, 10, 20, 5]]),
+    GeometryCase("list-inside-a-polygon", ERROR, lambda h, w: [[[1, 2], 1, 10, 10, 20, 5]]),
+    GeometryCase("two-million-vertices", ERROR, lambda h, w: [[1.0] * 2_000_002]),
+    GeometryCase("zigzag-perimeter", ERROR, _zigzag),
+    GeometryCase("rle-runs-past-the-image", ERROR, lambda h, w: {"size": [h, w], "counts": [1, 10**9]}),
+    GeometryCase("rle-negative-run", ERROR, lambda h, w: {"size": [h, w], "counts": [-5, h * w + 5]}),
+    GeometryCase("rle-counts-a-number", ERROR, lambda h, w: {"size": [h, w], "counts": 5}),
+    GeometryCase("compressed-rle-outside-alphabet", ERROR, _compressed_run("\x00\x01~~~")),
+    GeometryCase("compressed-rle-unterminated", ERROR, _compressed_run("P")),  # continuation bit, no end
+    GeometryCase("compressed-rle-200-bit-run", ERROR, _compressed_run("o" * 40 + "1")),
+]
+
+
+# ------------------------------------------------------------------ datasets (skip and count, never crash)
+@dataclass(frozen=True)
+class DatasetCase:
+    name: str
+    benchmark: str
+    expect: str  # OK: the check passes; ERROR: the file named by ``names`` is reported, the rest is read
+    names: str  # a part of the path that the report must name
+    damage: Callable[[Path], None]  # changes the synthetic dataset folder in place
+
+
+def _edit_json(relative: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = next(root.rglob(relative))
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+
+    return damage
+
+
+def _set_segmentation(index: int, segmentation: object) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        data["annotations"][index]["segmentation"] = segmentation
+
+    return change
+
+
+def _replace(relative_glob: str, payload: Callable[[], bytes]) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = sorted(root.glob(relative_glob))[0]
+        path.write_bytes(payload())
+
+    return damage
+
+
+def _nested_json(depth: int) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = next(root.rglob("ade20k_instance_val.json"))
+        path.write_text("[" * depth + "]" * depth)
+
+    return damage
+
+
+def bomb_with_size(width: int, height: int) -> bytes:
+    return decompression_bomb(width, height)
+
+
+DATASET_CASES = [
+    DatasetCase(
+        "ade-polygon-vertex-at-3e8",
+        "ade20k_part_234",
+        OK,
+        "",
+        _edit_json("ade20k_instance_val.json", _set_segmentation(1, [[3e8, 3e8, 10, 10, 20, 5]])),
+    ),
+    DatasetCase(
+        "partimagenet-polygon-at-3e8",
+        "partimagenet",
+        OK,
+        "",
+        _edit_json("val.json", _set_segmentation(0, [[3e8, 3e8, 10, 10, 20, 5]])),
+    ),
+    DatasetCase(
+        "partimagenet-nan-polygon",
+        "partimagenet",
+        ERROR,
+        "val.json",
+        _edit_json("val.json", _set_segmentation(0, [[float("nan"), 3, 10, 10, 20, 5]])),
+    ),
+    DatasetCase(
+        "ade-rle-runs-past-the-image",
+        "ade20k_part_234",
+        ERROR,
+        "ade20k_instance_val.json",
+        _edit_json(
+            "ade20k_instance_val.json", _set_segmentation(0, {"size": [64, 80], "counts": [1, 10**9]})
+        ),
+    ),
+    DatasetCase(
+        "pascal-part-map-bomb",
+        "pascal_part_116",
+        ERROR,
+        "annotations_detectron2_part",
+        _replace("annotations_detectron2_part/val/*.png", decompression_bomb),
+    ),
+    DatasetCase(
+        "pascal-object-map-bomb-under-pillows-error-threshold",
+        "pascal_part_116",
+        ERROR,
+        "annotations_detectron2_obj",
+        _replace("annotations_detectron2_obj/val/*.png", lambda: bomb_with_size(12_000, 12_000)),
+    ),
+    DatasetCase(
+        "pascal-image-bomb",
+        "pascal_part_116",
+        ERROR,
+        "images/val",
+        _replace("images/val/*.jpg", decompression_bomb),
+    ),
+    DatasetCase(
+        "ade-part-map-bomb",
+        "ade20k_part_234",
+        ERROR,
+        "annotations_detectron2_part",
+        _replace("annotations_detectron2_part/validation/*.png", decompression_bomb),
+    ),
+    DatasetCase(
+        "ade-json-nested-100000-deep",
+        "ade20k_part_234",
+        ERROR,
+        "ade20k_instance_val.json",
+        _nested_json(100_000),
+    ),
+]
+
+
+# ------------------------------------------------------------------ images streamed from disk
+def sparse_file(path: Path, size: int, head: bytes) -> Path:
+    """``head`` followed by a hole: ``size`` bytes long, almost nothing on disk."""
+    with open(path, "wb") as handle:
+        handle.write(head)
+        handle.truncate(size)
+    return path
+
+
+def small_png_in_sparse_file(path: Path) -> Path:
+    """A valid 8x8 PNG followed by 3 GB of hole: a streaming reader never touches the hole."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(buffer, format="PNG")
+    return sparse_file(path, 3 << 30, buffer.getvalue())
+
+
+def bomb_in_sparse_file(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
+    """A ``width`` x ``height`` PNG (one row of data) followed by 3 GB of hole."""
+    return sparse_file(path, 3 << 30, decompression_bomb(width, height))

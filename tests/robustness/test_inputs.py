@@ -1,0 +1,142 @@
+"""Round-two hostile inputs (``corpus_inputs.py``): no crash, no unbounded allocation, one sentence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import ImageFile
+
+from ovparts.cli import main
+from ovparts.data import write_synthetic
+from ovparts.data.masks import segmentation_to_mask
+from ovparts.errors import ImageError
+from ovparts.imageio import load_image
+
+from .corpus import decompression_bomb
+from .corpus_inputs import (
+    DATASET_CASES,
+    GEOMETRY_CASES,
+    OK,
+    bomb_in_sparse_file,
+    small_png_in_sparse_file,
+)
+from .test_bad_inputs import one_sentence
+
+DECODE_BUDGET = 4_000_000  # pixels: nothing in these tests may decode a larger image
+
+
+@pytest.fixture
+def bounded_decoding(monkeypatch):
+    """Fail the test if Pillow is asked to decode more than DECODE_BUDGET pixels (the allocator is never hit)."""
+    original = ImageFile.ImageFile.load
+
+    def load(self):
+        assert self.size[0] * self.size[1] <= DECODE_BUDGET, f"decoded a {self.size} image"
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+# ------------------------------------------------------------------ geometry
+@pytest.mark.parametrize("case", GEOMETRY_CASES, ids=lambda c: c.name)
+def test_segmentations_are_drawn_or_refused(case):
+    height, width = 37, 53
+    segmentation = case.build(height, width)
+    if case.expect == OK:
+        mask = segmentation_to_mask(segmentation, height, width)
+        assert mask.shape == (height, width) and mask.dtype == bool
+    else:
+        with pytest.raises(ValueError) as info:
+            segmentation_to_mask(segmentation, height, width)
+        assert "\n" not in str(info.value)
+
+
+def test_a_far_vertex_is_clipped_not_lost():
+    # at 3e4 the triangle is drawn unclipped (the reference); at 3e8 it is clipped, and its pixels inside
+    # the image are the same but for rounding on the two long edges
+    reference = segmentation_to_mask([[3e4, 3e4, 10, 10, 20, 5]], 37, 53)
+    far = segmentation_to_mask([[3e8, 3e8, 10, 10, 20, 5]], 37, 53)
+    assert reference.sum() > 300
+    assert np.count_nonzero(far != reference) <= 2 * 37
+
+
+def test_far_vertices_stay_within_a_memory_bound():
+    """In a child process limited to 1 GiB of address space: before the fix this needed gigabytes."""
+    code = textwrap.dedent(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        from ovparts.data.masks import segmentation_to_mask
+        for poly in ([3e8, 3e8, 10, 10, 20, 5], [-1e12, 5, 10, 1e12, 20, 5], [1e308, -1e308, 0, 0, 5, 5]):
+            print(int(segmentation_to_mask([poly], 480, 640).sum()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stdout.split()) == 3
+
+
+# ------------------------------------------------------------------ datasets
+@pytest.mark.parametrize("case", DATASET_CASES, ids=lambda c: c.name)
+def test_dataset_check_reports_the_file_and_never_crashes(case, tmp_path, bounded_decoding):
+    root = write_synthetic(case.benchmark, tmp_path)
+    case.damage(root)
+    result = CliRunner().invoke(
+        main, ["data", "check", str(tmp_path), "--dataset", case.benchmark, "--deep"], catch_exceptions=False
+    )
+    assert "Traceback" not in result.output
+    if case.expect == OK:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2, result.output
+        bad = [line for line in result.output.splitlines() if line.strip().startswith("BAD")]
+        assert len(bad) == 1 and case.names in bad[0], result.output
+
+
+def test_evaluate_skips_and_counts_bombs(tmp_path, bounded_decoding):
+    root = write_synthetic("pascal_part_116", tmp_path)
+    images = sorted((root / "images" / "val").glob("*.jpg"))
+    parts = sorted((root / "annotations_detectron2_part" / "val").glob("*.png"))
+    images[0].write_bytes(decompression_bomb())
+    parts[1].write_bytes(decompression_bomb(12_000, 12_000))
+    args = ["--model", "clipseg", "--config", "tiny", "--dataset", "pascal", "--root", str(tmp_path)]
+    result = CliRunner().invoke(main, ["evaluate", *args, "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Skipped 2 bad file" in result.output and "Traceback" not in result.output
+    assert len(images) == 3
+
+
+# ------------------------------------------------------------------ images are streamed
+def test_a_sparse_multi_gigabyte_file_is_read_from_its_header(tmp_path, bounded_decoding):
+    import tracemalloc
+
+    path = small_png_in_sparse_file(tmp_path / "big.png")
+    tracemalloc.start()
+    try:
+        image = load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.size == (8, 8) and peak < 10 << 20
+
+
+@pytest.mark.parametrize(
+    "size", [(40_000, 40_000), (13_000, 14_000)]
+)  # past Pillow's hard stop, and under it
+def test_a_bomb_header_in_a_sparse_file_is_refused_before_reading(size, tmp_path, bounded_decoding):
+    import tracemalloc
+
+    path = bomb_in_sparse_file(tmp_path / "bomb.png", *size)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError) as info:
+            load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert one_sentence(str(info.value)) and "178956970" in str(info.value) and peak < 10 << 20
