@@ -81,7 +81,7 @@ def output_stems(images: tuple[str, ...]) -> list[str]:
 @click.option(
     "--object-mask",
     type=click.Path(dir_okay=False),
-    help="PNG of object ids (255 = none) for Oracle-Obj: each pixel may only take parts of its object. One image only.",
+    help="PNG of object ids (none = 255 in 8-bit, 65535 in 16-bit) for Oracle-Obj: each pixel may only take parts of its object. One image only.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ...")
 @click.option("--background-threshold", type=float, help="Probability below which a pixel is background.")

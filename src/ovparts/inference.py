@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MaskError, VocabularyError
+from .errors import VocabularyError
 from .imageio import ImageLike, load_image
 from .models.base import PartLogits, PartSegModel
+from .object_masks import load_object_mask
 from .precision import autocast, check_precision
 from .vocabulary import Vocabulary
 
@@ -83,41 +83,6 @@ class SegmentationResult:
                 }
             )
         return rows
-
-
-def load_object_mask(
-    mask: str | os.PathLike | np.ndarray, vocab: Vocabulary, size: tuple[int, int]
-) -> np.ndarray:
-    """An (H, W) int64 object-id map; -1, 255 and 65535 mean "no object". ``size`` is (H, W)."""
-    if isinstance(mask, (str, os.PathLike)):
-        path = Path(mask)
-        if not path.is_file():
-            raise MaskError(f"The object mask {str(path)!r} does not exist.")
-        try:
-            with Image.open(path) as image:
-                array = np.array(image)
-        except Exception as err:  # noqa: BLE001
-            raise MaskError(f"The object mask {str(path)!r} is not a readable image.") from err
-        label = repr(str(path))
-    else:
-        array, label = np.asarray(mask), "given"
-    if array.ndim == 3:
-        raise MaskError(
-            f"The object mask {label} has {array.shape[2]} channels; it must be one channel of object ids."
-        )
-    if array.shape != size:
-        raise MaskError(
-            f"The object mask {label} is {array.shape[1]}x{array.shape[0]}, the image {size[1]}x{size[0]}."
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        raise MaskError(f"The object mask {label} must hold integer object ids, not {array.dtype}.")
-    ids = array.astype(np.int64)
-    ids[(ids == 255) | (ids == 65535) | (ids < 0)] = -1
-    if ids.max(initial=-1) >= len(vocab.objects):
-        raise MaskError(
-            f"The object mask {label} holds id {int(ids.max())}, but the vocabulary has {len(vocab.objects)} objects."
-        )
-    return ids
 
 
 class Segmenter:

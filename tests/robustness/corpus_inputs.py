@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .corpus import ERROR, OK, decompression_bomb
@@ -196,3 +197,112 @@ def small_png_in_sparse_file(path: Path) -> Path:
 def bomb_in_sparse_file(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
     """A ``width`` x ``height`` PNG (one row of data) followed by 3 GB of hole."""
     return sparse_file(path, 3 << 30, decompression_bomb(width, height))
+
+
+# ------------------------------------------------------------------ object masks
+@dataclass(frozen=True)
+class MaskCase:
+    name: str
+    expect: str
+    objects: int  # how many objects the vocabulary names
+    write: Callable[[Path, int, int], Path]  # (folder, height, width) -> the mask file
+    ids: Callable[[int, int], np.ndarray] | None = None  # the ids ovparts must read (-1: no object)
+
+
+def _mask_file(
+    name: str, build: Callable[[int, int], Image.Image], **save
+) -> Callable[[Path, int, int], Path]:
+    def write(folder: Path, height: int, width: int) -> Path:
+        path = folder / name
+        build(height, width).save(path, **save)
+        return path
+
+    return write
+
+
+def _filled(value: int, dtype) -> Callable[[int, int], Image.Image]:
+    return lambda h, w: Image.fromarray(np.full((h, w), value, dtype))
+
+
+def _halves(h: int, w: int) -> np.ndarray:
+    ids = np.zeros((h, w), np.int64)
+    ids[:, w // 2 :] = 1
+    return ids
+
+
+def _ids(value: int) -> Callable[[int, int], np.ndarray]:
+    return lambda h, w: np.full((h, w), value, np.int64)
+
+
+def vocabulary_text(objects: int) -> str:
+    return "; ".join(f"thing{i}: head, tail" for i in range(objects))
+
+
+MASK_CASES = [
+    MaskCase("8-bit-255-is-none", OK, 1, _mask_file("m8.png", _filled(255, np.uint8)), _ids(-1)),
+    MaskCase("16-bit-65535-is-none", OK, 1, _mask_file("m16.png", _filled(65535, np.uint16)), _ids(-1)),
+    MaskCase("16-bit-255-is-object-255", OK, 300, _mask_file("o255.png", _filled(255, np.uint16)), _ids(255)),
+    MaskCase(
+        "16-bit-255-beyond-a-small-vocabulary", ERROR, 2, _mask_file("x255.png", _filled(255, np.uint16))
+    ),
+    MaskCase(
+        "1-bit-png-objects-0-and-1",
+        OK,
+        2,
+        _mask_file("bits.png", lambda h, w: Image.fromarray(_halves(h, w).astype(bool))),
+        _halves,
+    ),
+    MaskCase(
+        "palette-png-255-is-none",
+        OK,
+        1,
+        _mask_file("p.png", lambda h, w: _filled(255, np.uint8)(h, w).convert("P")),
+    ),
+    MaskCase("jpeg-is-lossy", ERROR, 1, _mask_file("m.jpg", _filled(0, np.uint8), quality=100)),
+    MaskCase("webp-is-refused", ERROR, 1, _mask_file("m.webp", _filled(0, np.uint8), lossless=True)),
+    MaskCase("int32-tiff-negative-id", ERROR, 1, _mask_file("neg.tiff", _filled(-3, np.int32))),
+    MaskCase("int32-tiff-minus-one-is-none", OK, 1, _mask_file("none.tiff", _filled(-1, np.int32)), _ids(-1)),
+    MaskCase("rgb-png", ERROR, 1, _mask_file("rgb.png", lambda h, w: Image.new("RGB", (w, h)))),
+    MaskCase("gray-alpha-png", ERROR, 1, _mask_file("la.png", lambda h, w: Image.new("LA", (w, h)))),
+    MaskCase(
+        "wrong-size-from-header", ERROR, 1, _mask_file("big.png", lambda h, w: Image.new("L", (w + 1, h)))
+    ),
+    MaskCase(
+        "decompression-bomb-mask",
+        ERROR,
+        1,
+        lambda folder, h, w: _write_bytes(folder / "bomb.png", decompression_bomb()),
+    ),
+    MaskCase(
+        "truncated-png-mask",
+        ERROR,
+        1,
+        lambda folder, h, w: _write_bytes(folder / "t.png", _png_bytes(Image.new("L", (w, h)))[:40]),
+    ),
+]
+
+
+def _write_bytes(path: Path, payload: bytes) -> Path:
+    path.write_bytes(payload)
+    return path
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# Arrays given to the Python API directly (the server decodes its uploads with the same reader first).
+MASK_ARRAY_CASES = [
+    ("int64-minus-one-is-none", OK, 1, lambda h, w: np.full((h, w), -1, np.int64), _ids(-1)),
+    ("int64-minus-two", ERROR, 1, lambda h, w: np.full((h, w), -2, np.int64), None),
+    ("int8-minus-128", ERROR, 1, lambda h, w: np.full((h, w), -128, np.int8), None),
+    ("uint16-255-is-object-255", OK, 256, lambda h, w: np.full((h, w), 255, np.uint16), _ids(255)),
+    ("uint8-255-is-none", OK, 1, lambda h, w: np.full((h, w), 255, np.uint8), _ids(-1)),
+    ("bool-is-objects-0-and-1", OK, 2, lambda h, w: _halves(h, w).astype(bool), _halves),
+    ("float-ids", ERROR, 1, lambda h, w: np.zeros((h, w), np.float32), None),
+    ("uint32-huge-id", ERROR, 1, lambda h, w: np.full((h, w), 2**32 - 1, np.uint32), None),
+]

@@ -9,21 +9,24 @@ import textwrap
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import ImageFile
+from PIL import Image, ImageFile
 
 from ovparts.cli import main
 from ovparts.data import write_synthetic
 from ovparts.data.masks import segmentation_to_mask
-from ovparts.errors import ImageError
+from ovparts.errors import ImageError, MaskError
 from ovparts.imageio import load_image
 
 from .corpus import decompression_bomb
 from .corpus_inputs import (
     DATASET_CASES,
     GEOMETRY_CASES,
+    MASK_ARRAY_CASES,
+    MASK_CASES,
     OK,
     bomb_in_sparse_file,
     small_png_in_sparse_file,
+    vocabulary_text,
 )
 from .test_bad_inputs import one_sentence
 
@@ -140,3 +143,71 @@ def test_a_bomb_header_in_a_sparse_file_is_refused_before_reading(size, tmp_path
     finally:
         tracemalloc.stop()
     assert one_sentence(str(info.value)) and "178956970" in str(info.value) and peak < 10 << 20
+
+
+# ------------------------------------------------------------------ object masks
+MASK_SIZE = (16, 24)
+
+
+def _read_both_ways(case, tmp_path):
+    """The CLI's path (a file) and the server's path (upload bytes -> array): same ids, or both refuse."""
+    from ovparts.object_masks import load_object_mask
+    from ovparts.serve.limits import Limits
+    from ovparts.serve.service import decode_mask_png
+    from ovparts.vocabulary import Vocabulary
+
+    vocab = Vocabulary.parse(vocabulary_text(case.objects))
+    path = case.write(tmp_path, *MASK_SIZE)
+    outcomes = []
+    for read in (
+        lambda: load_object_mask(path, vocab, MASK_SIZE),
+        lambda: load_object_mask(decode_mask_png(path.read_bytes(), Limits(), MASK_SIZE), vocab, MASK_SIZE),
+    ):
+        try:
+            outcomes.append(read())
+        except MaskError as err:
+            assert one_sentence(str(err)), str(err)
+            outcomes.append(None)
+    return outcomes
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=lambda c: c.name)
+def test_object_mask_files_mean_the_same_in_the_cli_and_the_server(case, tmp_path, bounded_decoding):
+    pytest.importorskip("fastapi")
+    cli, server = _read_both_ways(case, tmp_path)
+    if case.expect == OK:
+        assert cli is not None and server is not None
+        np.testing.assert_array_equal(cli, server)
+        if case.ids is not None:
+            np.testing.assert_array_equal(cli, case.ids(*MASK_SIZE))
+    else:
+        assert cli is None and server is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expect", "objects", "build", "ids"), MASK_ARRAY_CASES, ids=lambda c: str(c)
+)
+def test_object_mask_arrays(name, expect, objects, build, ids):
+    from ovparts.object_masks import load_object_mask
+    from ovparts.vocabulary import Vocabulary
+
+    vocab = Vocabulary.parse(vocabulary_text(objects))
+    if expect == OK:
+        np.testing.assert_array_equal(load_object_mask(build(*MASK_SIZE), vocab, MASK_SIZE), ids(*MASK_SIZE))
+    else:
+        with pytest.raises(MaskError) as info:
+            load_object_mask(build(*MASK_SIZE), vocab, MASK_SIZE)
+        assert one_sentence(str(info.value))
+
+
+@pytest.mark.parametrize("name", ["jpeg-is-lossy", "int32-tiff-negative-id", "1-bit-png-objects-0-and-1"])
+def test_object_masks_through_the_cli(name, tmp_path):
+    case = next(c for c in MASK_CASES if c.name == name)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", MASK_SIZE[::-1], (90, 60, 30)).save(image)
+    mask = case.write(tmp_path, *MASK_SIZE)
+    out = tmp_path / "out"
+    args = ["segment", str(image), "--vocab", vocabulary_text(case.objects), "--config", "tiny"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--object-mask", str(mask)])
+    assert "Traceback" not in result.output
+    assert result.exit_code == (0 if case.expect == OK else 2), result.output

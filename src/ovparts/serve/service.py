@@ -17,6 +17,7 @@ from PIL import Image
 from ..errors import MaskError, VocabularyError
 from ..inference import SegmentationResult, Segmenter
 from ..models.base import PartSegModel
+from ..object_masks import read_object_mask
 from ..visualize import label_png
 from ..vocabulary import Vocabulary
 from . import rle
@@ -118,22 +119,12 @@ class SegmentService:
 
 
 def decode_mask_png(data: bytes, limits: Limits, size: tuple[int, int]) -> np.ndarray:
-    """An object-id mask from PNG bytes; its size is checked from the header before decoding."""
+    """An object-id mask from PNG bytes, read by the library's reader (the CLI's rules: header first)."""
     if len(data) > limits.max_upload_bytes:
         raise TooLarge(
             f"The object mask is {len(data)} bytes, more than the limit of {limits.max_upload_bytes} bytes."
         )
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if (probe.height, probe.width) != size:
-                raise MaskError(
-                    f"The object mask is {probe.width}x{probe.height}, the image {size[1]}x{size[0]}."
-                )
-            return np.array(probe)
-    except MaskError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any decoder failure is the same user error
-        raise MaskError("The object mask is not a readable single-channel PNG of object ids.") from err
+    return read_object_mask(data, size)
 
 
 def png_bytes(image: Image.Image) -> bytes:
