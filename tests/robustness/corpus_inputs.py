@@ -306,3 +306,140 @@ MASK_ARRAY_CASES = [
     ("float-ids", ERROR, 1, lambda h, w: np.zeros((h, w), np.float32), None),
     ("uint32-huge-id", ERROR, 1, lambda h, w: np.full((h, w), 2**32 - 1, np.uint32), None),
 ]
+
+
+# ------------------------------------------------------------------ checkpoints (bounded before building)
+@dataclass(frozen=True)
+class CheckpointCase:
+    name: str
+    expect: str
+    damage: Callable[[Path], None]  # changes a copy of a tiny CLIPSeg checkpoint folder in place
+    says: str = ""  # a word the sentence must contain
+
+
+def _config(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
+def _set(*path_and_value) -> Callable[[dict], None]:
+    *path, value = path_and_value
+
+    def change(config: dict) -> None:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+def _nest(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def _utf16(folder: Path) -> None:
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_bytes(text.encode("utf-16"))
+
+
+def _huge_config(folder: Path) -> None:
+    sparse_file(folder / "config.json", 3 << 30, b"{")
+
+
+def _safetensors_header(folder: Path, header: dict | bytes, declared_length: int | None = None) -> None:
+    body = header if isinstance(header, bytes) else json.dumps(header).encode()
+    length = len(body) if declared_length is None else declared_length
+    (folder / "model.safetensors").write_bytes(length.to_bytes(8, "little") + body + b"\x00" * 64)
+
+
+def _giant_tensor(folder: Path) -> None:
+    shape = [100_000, 100_000]
+    _safetensors_header(
+        folder,
+        {"backbone.clip.logit_scale": {"dtype": "F32", "shape": shape, "data_offsets": [0, 4 * 10**10]}},
+    )
+
+
+def _zip_bomb_bin(folder: Path) -> None:
+    """pytorch_model.bin as a zip whose one entry deflates 256 MiB of zeros into about 256 KB."""
+    import zipfile
+
+    (folder / "model.safetensors").unlink()
+    with zipfile.ZipFile(folder / "pytorch_model.bin", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("archive/data/0", "w", force_zip64=True) as entry:
+            block = b"\x00" * (1 << 20)
+            for _ in range(256):
+                entry.write(block)
+        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+
+
+CHECKPOINT_CASES = [
+    CheckpointCase("hidden-size-1e9", ERROR, _config(_set("vision_config", "hidden_size", 10**9)), "limit"),
+    CheckpointCase(
+        "20000-layers", ERROR, _config(_set("text_config", "num_hidden_layers", 20_000)), "layers"
+    ),
+    CheckpointCase("zero-hidden-size", ERROR, _config(_set("vision_config", "hidden_size", 0)), "at least 1"),
+    CheckpointCase(
+        "negative-heads", ERROR, _config(_set("text_config", "num_attention_heads", -4)), "at least 1"
+    ),
+    CheckpointCase("hidden-size-as-string", ERROR, _config(_set("vision_config", "hidden_size", "768"))),
+    CheckpointCase("text-config-a-list", ERROR, _config(_set("text_config", [])), "mapping"),
+    CheckpointCase("text-config-empty", ERROR, _config(_set("text_config", {})), "empty"),
+    CheckpointCase(
+        "unknown-activation", ERROR, _config(_set("vision_config", "hidden_act", "bogus")), "activation"
+    ),
+    CheckpointCase("float-reduce-dim", ERROR, _config(_set("reduce_dim", 16.5)), "integer"),
+    CheckpointCase("boolean-projection-dim", ERROR, _config(_set("projection_dim", True)), "integer"),
+    CheckpointCase("heads-not-dividing-width", ERROR, _config(_set("decoder_num_attention_heads", 3))),
+    CheckpointCase("nested-200-deep", ERROR, _config(_set("vision_config", "extra", _nest(200))), "nest"),
+    CheckpointCase("config-is-a-list", ERROR, lambda f: (f / "config.json").write_text("[1, 2]"), "object"),
+    CheckpointCase("config-utf16", ERROR, _utf16, "UTF-8"),
+    CheckpointCase("config-3-gb-sparse", ERROR, _huge_config, "limit"),
+    CheckpointCase(
+        "config-nested-100000-deep", ERROR, lambda f: (f / "config.json").write_text("[" * 100_000), "nest"
+    ),
+    CheckpointCase(
+        "width-that-the-weights-do-not-have",
+        ERROR,
+        _config(_set("vision_config", "intermediate_size", 4096)),
+        "shape",
+    ),
+    CheckpointCase("safetensors-declares-100000x100000", ERROR, _giant_tensor, "do not hold"),
+    CheckpointCase(
+        "safetensors-header-length-2-to-60", ERROR, lambda f: _safetensors_header(f, {}, 1 << 60), "header"
+    ),
+    CheckpointCase("safetensors-header-not-json", ERROR, lambda f: _safetensors_header(f, b"{{{{"), "header"),
+    CheckpointCase("pytorch-bin-zip-bomb", ERROR, _zip_bomb_bin, "inflates"),
+    CheckpointCase("unchanged", OK, lambda f: None),
+]
+
+
+# ------------------------------------------------------------------ --config files of the wrong shape
+@dataclass(frozen=True)
+class ConfigFileCase:
+    name: str
+    suffix: str  # ".json": a model config for segment/evaluate; ".yaml": a training recipe
+    text: str
+
+
+CONFIG_FILE_CASES = [
+    ConfigFileCase("model-config-a-list", ".json", "[1, 2, 3]"),
+    ConfigFileCase("model-config-a-string", ".json", '"tiny"'),
+    ConfigFileCase("model-config-wrong-type", ".json", '{"base": "tiny", "image_size": "big"}'),
+    ConfigFileCase("model-config-base-a-dict", ".json", '{"base": {"base": "tiny"}}'),
+    ConfigFileCase("model-config-nan", ".json", '{"base": "tiny", "background_threshold": NaN}'),
+    ConfigFileCase("model-config-deep", ".json", "[" * 50_000 + "]" * 50_000),
+    ConfigFileCase("recipe-max-steps-a-word", ".yaml", "trainer:\n  max_steps: many\n"),
+    ConfigFileCase("recipe-batch-size-a-list", ".yaml", "data:\n  batch_size: [1, 2]\n"),
+    ConfigFileCase("recipe-betas-three", ".yaml", "optim:\n  betas: [0.9, 0.99, 0.999]\n"),
+    ConfigFileCase("recipe-section-a-number", ".yaml", "schedule: 5\n"),
+    ConfigFileCase("recipe-nested-deep", ".yaml", "trainer: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+]

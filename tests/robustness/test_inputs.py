@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from ovparts.imageio import load_image
 
 from .corpus import decompression_bomb
 from .corpus_inputs import (
+    CHECKPOINT_CASES,
+    CONFIG_FILE_CASES,
     DATASET_CASES,
     GEOMETRY_CASES,
     MASK_ARRAY_CASES,
@@ -43,6 +46,13 @@ def bounded_decoding(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.fixture
+def small_png(tmp_path):
+    path = tmp_path / "small.png"
+    Image.new("RGB", (24, 16), (120, 80, 40)).save(path)
+    return path
 
 
 # ------------------------------------------------------------------ geometry
@@ -211,3 +221,103 @@ def test_object_masks_through_the_cli(name, tmp_path):
     result = CliRunner().invoke(main, [*args, "--out", str(out), "--object-mask", str(mask)])
     assert "Traceback" not in result.output
     assert result.exit_code == (0 if case.expect == OK else 2), result.output
+
+
+# ------------------------------------------------------------------ checkpoints
+@pytest.fixture
+def no_materialised_model(monkeypatch):
+    """Record every ClipSeg built off the meta device: a refused checkpoint must never get that far."""
+    import torch
+
+    from ovparts.models.clipseg import ClipSeg
+
+    built: list[str] = []
+    original = ClipSeg.__init__
+
+    def init(self, *args, **kwargs):
+        device = torch.get_default_device()
+        if device.type != "meta":
+            built.append(str(device))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClipSeg, "__init__", init)
+    return built
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=lambda c: c.name)
+def test_checkpoints_are_bounded_before_the_model_is_built(
+    case, tmp_path, tiny_clipseg_dir, no_materialised_model
+):
+    import ovparts
+    from ovparts.errors import OvpartsError
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    case.damage(folder)
+    if case.expect == OK:
+        assert ovparts.load_model("clipseg", weights=str(folder)).name == "clipseg"
+        assert len(no_materialised_model) == 1
+        return
+    with pytest.raises(OvpartsError) as info:
+        ovparts.load_model("clipseg", weights=str(folder))
+    message = str(info.value)
+    assert one_sentence(message) and case.says in message, message
+    assert no_materialised_model == [], "the model was built before the checkpoint was refused"
+
+
+@pytest.mark.parametrize(
+    "name", ["hidden-size-1e9", "config-utf16", "safetensors-declares-100000x100000", "unknown-activation"]
+)
+def test_bad_checkpoints_through_the_cli(name, tmp_path, tiny_clipseg_dir, small_png):
+    case = next(c for c in CHECKPOINT_CASES if c.name == name)
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    case.damage(folder)
+    out = tmp_path / "out"
+    args = ["segment", str(small_png), "--vocab", "cat: head", "--weights", str(folder), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_zip_bomb_pth_is_refused_by_the_converter_before_inflating(tmp_path):
+    from ovparts.errors import CheckpointError
+    from ovparts.hub import read_torch_file
+
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    next(c for c in CHECKPOINT_CASES if c.name == "pytorch-bin-zip-bomb").damage(folder)
+    path = folder / "pytorch_model.bin"
+    assert path.stat().st_size < 2 << 20  # small on disk, 256 MiB inflated
+    with pytest.raises(CheckpointError, match="inflates"):
+        read_torch_file(path)
+    result = CliRunner().invoke(main, ["convert", "catseg", str(path), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "inflates" in result.output and "Traceback" not in result.output
+
+
+def test_every_shipped_config_passes_the_checks():
+    """The bounds admit every architecture ovparts ships (ViT-B/16, ViT-L/14, DINOv2, ResNet-101)."""
+    from ovparts.models.registry import available_models, model_spec
+
+    for name in available_models():
+        spec = model_spec(name)
+        for values in spec.configs.values():
+            spec.cls.config_class.from_dict(dict(values))
+
+
+# ------------------------------------------------------------------ --config files
+@pytest.mark.parametrize("case", CONFIG_FILE_CASES, ids=lambda c: c.name)
+def test_config_files_of_the_wrong_shape(case, tmp_path, small_png):
+    path = tmp_path / f"config{case.suffix}"
+    path.write_text(case.text)
+    if case.suffix == ".json":
+        args = ["segment", str(small_png), "--vocab", "cat: head", "--config", str(path)]
+        result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
+    else:
+        result = CliRunner().invoke(main, ["train", str(path), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith("Error:"), (
+        result.output
+    )

@@ -616,6 +616,13 @@ class PartCatSeg(PartSegModel):
         has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
         return cls(config, tokenizer_folder=folder if has_tokenizer else None, load_dino=False)
 
+    @classmethod
+    def _build_on_meta(cls, config: PartCatSegConfig, folder: Path | None) -> PartCatSeg:
+        """The meta-device probe never downloads DINO weights (``dino_weights``)."""
+        if folder is not None:
+            return cls._build_for_checkpoint(config, folder)
+        return cls(config, load_dino=False)
+
 
 TINY_TEMPLATES = ["a photo of a {}.", "a drawing of the {}.", "{}"]
 
