@@ -150,9 +150,16 @@ class CatSegAggregator(nn.Module):
     ``forward(image, text, guidance)``:
 
     - ``image`` (B, C, H, W): dense CLIP features (projection space, e.g. 512 x 24 x 24);
-    - ``text`` (B, T, P, C) or (T, P, C): class embeddings, P prompt templates;
+    - ``text`` (B, T, P, C) or (T, P, C): class embeddings, P prompt templates, L2-normalised or not;
     - ``guidance``: (appearance (B, A, H, W), decoder guidance at 2x (B, D1, 2H, 2W) and 4x (B, D2, 4H, 4W));
     - returns logits (B, T, 4H, 4W).
+
+    The text is used as the official ``Aggregator.forward`` uses it (both releases): the cost volume is the
+    cosine of each pixel with each template's embedding (normalised there), and the text guidance is the
+    normalised mean over templates of the text *as given*. Only when the vocabulary exceeds ``pad_len``
+    (CVPR top-k) do the kept classes continue with per-template normalised text, guidance included. For
+    normalised input (what :meth:`CatSeg.text_embeddings` gives) the two orders agree; for un-normalised
+    multi-template input they do not, and this one is the official one.
     """
 
     def __init__(self, config: CatSegHeadConfig | None = None) -> None:
@@ -217,7 +224,11 @@ class CatSegAggregator(nn.Module):
         return a, dec
 
     def text_guidance(self, text: Tensor) -> Tensor | None:
-        """Template-averaged, re-normalised text embedding, projected + ReLU: (B, T, text_guidance_dim)."""
+        """Mean over templates of ``text`` (B, T, P, C), L2-normalised, projected + ReLU: (B, T, text_guidance_dim).
+
+        ``text`` is averaged as given, without normalising each template first (official order): callers
+        decide whether the templates are normalised (see :meth:`forward`).
+        """
         if self.text_guidance_proj is None:
             return None
         return F.relu(self.text_guidance_proj(F.normalize(text.mean(dim=2), dim=-1)))
@@ -278,11 +289,13 @@ class CatSegAggregator(nn.Module):
             raise ConfigError(
                 f"This head expects {cfg.prompts} prompt template(s) per class, got {text.shape[2]}."
             )
-        text = F.normalize(text, dim=-1)
         num_classes = text.shape[1]
         keep = self.select_classes(image, text)
         if keep is not None:
-            text = torch.gather(text, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
+            # Official top-k branch: the kept classes go on with per-template normalised text, so their
+            # guidance averages normalised templates. Otherwise the guidance averages the text as given.
+            normed = F.normalize(text, dim=-1)
+            text = torch.gather(normed, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
 
         x = self.cost_embed(cosine_cost(image, text), chunk)
         appearance, dec_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))

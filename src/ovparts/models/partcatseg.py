@@ -56,7 +56,7 @@ from .base import (
     Preprocess,
 )
 from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatSegLayer, _as_json, _config
-from .catseg_blocks import CostEmbedding, map_classes
+from .catseg_blocks import CostEmbedding, cosine_cost, map_classes
 from .chunking import check_class_chunk, resolve_class_chunk
 from .registry import register_model
 
@@ -302,6 +302,10 @@ class PartCatSegAggregator(CatSegAggregator):
 
         Returns ``part_object_logits`` (B, T1, 4h, 4w), ``specific_logits`` (B, T_s + 1, 4h, 4w), and the raw
         costs ``part_object_cost`` (B, P, T1, h, w) and ``specific_cost`` (B, P, T_s + 1, h, w).
+
+        Both texts may come L2-normalised or not, and each stage uses its text as the official forward
+        does: both cost volumes normalise every template, while the text guidance of each stage is the
+        normalised mean over templates of the text as given (no top-k here: PartCATSeg has no ``pad_len``).
         """
         cfg = self.config
         chunk = cfg.class_chunk if class_chunk is None else class_chunk
@@ -316,8 +320,6 @@ class PartCatSegAggregator(CatSegAggregator):
                     f"The {name} text embeddings must be (B, T, {cfg.prompts}, {image.shape[1]}), "
                     f"got {tuple(t.shape)}."
                 )
-        part_object_text = F.normalize(part_object_text, dim=-1)  # per template, as the official features
-        specific_text = F.normalize(specific_text, dim=-1)
         num_specific = specific_to_part.shape[0]
         if specific_text.shape[1] != num_specific + 1:
             raise ConfigError(
@@ -330,9 +332,7 @@ class PartCatSegAggregator(CatSegAggregator):
         appearance, decoder_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
 
         # Stage A: generalized parts + objects + background.
-        cost_a = torch.einsum(
-            "bchw,btpc->bpthw", F.normalize(image, dim=1), F.normalize(part_object_text, dim=-1)
-        )
+        cost_a = cosine_cost(image, part_object_text)
         x = self.cost_embed(cost_a, chunk)
         x = self.aggregate_stage_a(
             x, appearance, self.text_guidance(part_object_text), num_parts, pool, chunk
