@@ -82,7 +82,7 @@ def test_catseg_sliding_input_is_interpolated_from_the_short_edge_image(chelsea)
 
     # the earlier chain (PIL resizes of the photo itself) is far from it
     old = ovparts.Segmenter(Recorder(Preprocess((384, 384), CLIP_MEAN, CLIP_STD)), sliding_window=True)
-    old_views = old._sliding_views(photo, 640)
+    old_views = old._sliding_views(photo, 640, (384, 384))
     assert (old_views[1] - expected[-1:]).abs().max() > 0.05
 
 
@@ -101,6 +101,20 @@ def test_catseg_sliding_output_sigmoid_per_window_then_fold_then_resize(chelsea)
     merged = (windows + F.interpolate(probs, size=(640, 640), mode="bilinear", align_corners=False)) / 2
     expected = F.interpolate(merged, size=(300, 451), mode="bilinear", align_corners=False)[0]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+def test_catseg_vit_l_windows_stay_384_and_the_model_resizes_them(chelsea):
+    """The official sliding window hard-codes 384 windows; ViT-L/14 gets them interpolated to 336."""
+    spec = Preprocess((336, 336), CLIP_MEAN, CLIP_STD, shortest_edge=640, max_size=2560, size_divisibility=32)
+    model = Recorder(spec)
+    default = ovparts.Segmenter(model, sliding_window=True).sliding_window  # config without sliding fields
+    assert default.window is None
+    ovparts.Segmenter(model, sliding_window=SlidingWindow(640, 0.333, window=384))(chelsea, "cat: head")
+    assert model.inputs[-1].shape == (5, 3, 384, 384)
+    config = CatSegConfig(image_size=336)
+    assert config.sliding_window_size == 384
+    with pytest.raises(ConfigError, match="sliding_window_size"):
+        CatSegConfig(sliding_window_size=700)
 
 
 def test_partcatseg_network_input_is_the_capped_short_edge_image(chelsea):

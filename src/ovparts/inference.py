@@ -31,14 +31,17 @@ UPSAMPLE_CHUNK = 16
 @dataclass(frozen=True)
 class SlidingWindow:
     """CAT-Seg's evaluation (design notes section 1.10): the image resized to ``canvas`` x ``canvas`` (aspect
-    not kept), covered by windows of the model's input size every ``window * (1 - overlap)`` pixels, plus a
+    not kept), covered by ``window`` x ``window`` crops every ``window * (1 - overlap)`` pixels, plus a
     global view of the whole image at the window size. Probabilities are averaged where windows overlap,
     then 50/50 with the upsampled global view. 640 / 384 / 0.333 gives the official 2x2 windows + 1 view.
+    ``window=None`` uses the model's input size; the model resizes windows of another size to its input
+    (official ViT-L: 384 windows fed to CLIP at 336).
     """
 
     canvas: int = 640
     overlap: float = 0.333
     global_view: bool = True
+    window: int | None = None
 
 
 def window_starts(canvas: int, window: int, overlap: float) -> list[int]:
@@ -192,6 +195,7 @@ class Segmenter:
             sliding_window = SlidingWindow(
                 canvas=getattr(config, "sliding_canvas", 640),
                 overlap=getattr(config, "sliding_overlap", 0.333),
+                window=getattr(config, "sliding_window_size", None),
             )
         self.sliding_window = sliding_window or None
 
@@ -224,23 +228,25 @@ class Segmenter:
             return sigmoid_logits(out)
         return out
 
-    def _sliding_views(self, picture: Image.Image, canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The normalised (1, 3, canvas, canvas) canvas and (1, 3, h, w) global view.
+    def _sliding_views(
+        self, picture: Image.Image, canvas: int, window: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised (1, 3, canvas, canvas) canvas and (1, 3, *window) global view.
 
         With ``shortest_edge`` (official CAT-Seg): both interpolated by torch (bilinear, no antialiasing) from
         the short-edge-resized photo, then normalised. Without: PIL resizes of the photo itself.
         """
         spec = self.model.preprocess
         if spec.shortest_edge is None:
-            return self.pixel_values(picture, (canvas, canvas)), self.pixel_values(picture, spec.size)
+            return self.pixel_values(picture, (canvas, canvas)), self.pixel_values(picture, window)
         base = image_tensor(resize_shortest_edge(picture, spec.shortest_edge, spec.max_size)).to(self.device)
-        views = (interpolate(base, (canvas, canvas)), interpolate(base, spec.size))
+        views = (interpolate(base, (canvas, canvas)), interpolate(base, window))
         return tuple(normalize(view, spec.mean, spec.std) for view in views)  # type: ignore[return-value]
 
     def _predict_sliding(self, picture: Image.Image, vocab: Vocabulary, spec: SlidingWindow) -> PartLogits:
         """Windows + global view in one batch; returns probabilities (activation "identity") on the canvas."""
-        win_h, win_w = self.model.preprocess.size
-        canvas, global_view = self._sliding_views(picture, spec.canvas)
+        win_h, win_w = (spec.window, spec.window) if spec.window else self.model.preprocess.size
+        canvas, global_view = self._sliding_views(picture, spec.canvas, (win_h, win_w))
         rows = window_starts(spec.canvas, win_h, spec.overlap)
         cols = window_starts(spec.canvas, win_w, spec.overlap)
         boxes = [(y, x) for y in rows for x in cols]

@@ -406,8 +406,8 @@ class CatSegConfig(ModelConfig):
     Inference: ``image_size`` must give the feature grid the Swin window divides (384 for ViT-B/16, 336 for
     ViT-L/14 -> 24x24). The photo is first resized so its short edge is ``test_short_edge`` (long edge at
     most ``test_max_size``). ``sliding_window`` asks the Segmenter for the official evaluation: that image
-    interpolated to ``sliding_canvas`` squared, covered by ``image_size`` windows at ``sliding_overlap``, plus
-    a global view interpolated from it. Without the sliding window the model zero-pads it to a multiple of
+    interpolated to ``sliding_canvas`` squared, covered by ``sliding_window_size`` windows at
+    ``sliding_overlap``, plus a global view interpolated from it (each resized to ``image_size`` in the model). Without the sliding window the model zero-pads it to a multiple of
     ``size_divisibility`` and interpolates it to ``image_size`` (see ``docs/catseg.md``).
     """
 
@@ -432,6 +432,7 @@ class CatSegConfig(ModelConfig):
     sliding_window: bool = True
     sliding_canvas: int = 640
     sliding_overlap: float = 0.333
+    sliding_window_size: int = 384  # official: 384 windows for every CLIP (resized to 336 for ViT-L/14)
     # Test-time chain (official test.yaml: INPUT.MIN/MAX_SIZE_TEST, MODEL.MASK_FORMER.SIZE_DIVISIBILITY);
     # test_short_edge None = resize the photo straight to image_size (not the official chain).
     test_short_edge: int | None = 640
@@ -460,6 +461,11 @@ class CatSegConfig(ModelConfig):
                 f"Unknown template set {self.templates!r}; use 'catseg', 'imagenet' or a list of templates."
             )
         check_chain(self.test_short_edge, self.test_max_size, self.size_divisibility)
+        if not 0 < self.sliding_window_size <= self.sliding_canvas:
+            raise ConfigError(
+                f"sliding_window_size {self.sliding_window_size} must be between 1 and sliding_canvas "
+                f"{self.sliding_canvas}."
+            )
         if self.guidance == "resnet" and self.resnet is None:
             self.resnet = ResNetConfig().to_dict()
         self.head = {k: v for k, v in dict(self.head).items() if k not in DERIVED_HEAD_FIELDS}
@@ -542,6 +548,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         clip_guidance_dims=[16, 16],
         head=TINY_HEAD,
         sliding_canvas=48,
+        sliding_window_size=32,
         class_chunk=4,
         tokenizer="tiny",
     ),
@@ -557,6 +564,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         finetune="attention",
         head={**TINY_HEAD, "pad_len": 0},
         sliding_canvas=96,
+        sliding_window_size=64,
         class_chunk=4,
         tokenizer="tiny",
     ),
