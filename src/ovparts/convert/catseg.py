@@ -29,6 +29,11 @@ from ..backbones.clip_dense import default_guidance_layers
 from ..errors import CheckpointError
 from ..hub import read_torch_file
 from ..models.catseg_blocks import shifted_window_mask
+from .tokenizer import attach_tokenizer, for_shape_check
+
+# Re-exported: these tokenizer helpers lived here before the shared converter step.
+from .tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
+from .tokenizer import with_tokenizer_ids as with_tokenizer_ids
 
 # Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
 DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
@@ -365,7 +370,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
 
     with torch.device("meta"):
-        model = CatSeg(CatSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+        model = CatSeg(CatSegConfig.from_dict(for_shape_check(config)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -419,43 +424,6 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
 DEFAULT_TOKENIZER = "openai/clip-vit-base-patch16"  # OpenAI's BPE, the one every CAT-Seg release uses
 
 
-def with_tokenizer_ids(config: dict, tokenizer_folder: str | os.PathLike) -> dict:
-    """The config with the text encoder's BOS / EOS / PAD ids taken from the tokenizer that will be used.
-
-    transformers pools the text at the first EOS id, so it must agree with the tokenizer (OpenAI's BPE:
-    49406 / 49407; the tests' tiny tokenizer differs).
-    """
-    from ..backbones.clip import load_tokenizer  # noqa: PLC0415
-
-    tok = load_tokenizer(tokenizer_folder)
-    ids = {
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    return {
-        **config,
-        "text_config": {**config["text_config"], **{k: v for k, v in ids.items() if v is not None}},
-    }
-
-
-def resolve_tokenizer_folder(tokenizer: str | os.PathLike) -> str:
-    """A folder with CLIP tokenizer files: a local folder as given, or a hub id from the cache / hub."""
-    from ..hub import resolve_weights  # noqa: PLC0415
-
-    path = os.path.expanduser(os.fspath(tokenizer))
-    if os.path.isdir(path) and any(
-        os.path.isfile(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json")
-    ):
-        return path
-    folder = resolve_weights(tokenizer)
-    if not any((folder / n).is_file() for n in ("vocab.json", "tokenizer.json")):
-        raise CheckpointError(
-            f"{tokenizer} has no CLIP tokenizer files (vocab.json + merges.txt or tokenizer.json)."
-        )
-    return str(folder)
-
-
 def convert_catseg_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -475,8 +443,7 @@ def convert_catseg_checkpoint(
             f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
             f"(e.g. {result.missing[0]}); it may be truncated or from another method."
         )
-    folder = resolve_tokenizer_folder(tokenizer)
-    result.config = with_tokenizer_ids(result.config, folder)
+    result.config, folder = attach_tokenizer(result.config, tokenizer)
     model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)
     model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
     model.save_pretrained(out_dir)

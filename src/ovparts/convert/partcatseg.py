@@ -45,9 +45,8 @@ from .catseg import (
     infer_head_config,
     load_official_checkpoint,
     map_state_dict,
-    resolve_tokenizer_folder,
-    with_tokenizer_ids,
 )
+from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_DINO = "backbone.dinov2."
 OFFICIAL_BACKGROUND = "sem_seg_head.predictor.non_object_embedding"
@@ -166,7 +165,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     from ..models.partcatseg import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
 
     with torch.device("meta"):
-        model = PartCatSeg(PartCatSegConfig.from_dict({**config, "tokenizer": "tiny"}), load_dino=False)
+        model = PartCatSeg(PartCatSegConfig.from_dict(for_shape_check(config)), load_dino=False)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -280,8 +279,7 @@ def convert_partcatseg_checkpoint(
             f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a PartCATSeg model needs "
             f"(e.g. {result.missing[0]}); it may be truncated or from another method."
         )
-    folder = resolve_tokenizer_folder(tokenizer)
-    result.config = with_tokenizer_ids(result.config, folder)
+    result.config, folder = attach_tokenizer(result.config, tokenizer)
     model = PartCatSeg(PartCatSegConfig.from_dict(result.config), tokenizer_folder=folder, load_dino=False)
     model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
     model.save_pretrained(out_dir)
