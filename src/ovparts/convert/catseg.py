@@ -123,6 +123,13 @@ TOP_RULES: tuple[Rule, ...] = (
     ),
 )
 
+# (rules, official prefix, ovparts prefix): how each part of the official file maps (read backwards for messages).
+RULE_TABLES = (
+    (CLIP_RULES, OFFICIAL_CLIP, CLIP_PREFIX),
+    (HEAD_RULES, OFFICIAL_HEAD, HEAD_PREFIX),
+    (TOP_RULES, "", ""),
+)
+
 # Key fragments that mark checkpoints of methods built on CAT-Seg: (method, converter command).
 FOREIGN_MARKERS = {
     "layers_specific_part.": ("PartCATSeg", "ovparts convert partcatseg"),
@@ -140,20 +147,21 @@ class ConversionResult:
     leftover: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The official names of the ``missing`` tensors (what the file should have held), for messages.
+    missing_official: list[str] = field(default_factory=list)
 
     def report(self) -> str:
         lines = [f"CAT-Seg ({self.variant} version): {len(self.state_dict)} tensors converted."]
         if self.leftover:
             lines.append(f"{len(self.leftover)} official key(s) not used: {', '.join(self.leftover[:10])}")
         if self.missing:
-            lines.append(
-                f"{len(self.missing)} ovparts key(s) not in the checkpoint: {', '.join(self.missing[:10])}"
-            )
+            names = list(dict.fromkeys(self.missing_official or self.missing))
+            lines.append(f"{len(names)} key(s) the model needs are missing: {', '.join(names[:10])}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
 
-def _apply_rules(
+def apply_rules(
     key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str
 ) -> list[tuple[str, Tensor]] | None:
     """Map one official tensor through the first matching rule; None if no rule matches."""
@@ -182,12 +190,86 @@ def _apply_rules(
     return None
 
 
-def _count(keys, pattern: str) -> int:
+def _template_regex(template: str) -> str:
+    """A regex matching the names ``template`` produces, with one named group per ``\\g<name>`` slot."""
+    out = ""
+    for part in re.split(r"(\\g<\w+>|\{qkv\})", template):
+        slot = re.fullmatch(r"\\g<(\w+)>", part)
+        if slot:
+            out += f"(?P<{slot.group(1)}>.+?)"
+        elif part == "{qkv}":
+            out += "(?:q|k|v|query|key|value)"
+        else:
+            out += re.escape(part)
+    return out
+
+
+def _fill_pattern(pattern: str, values: Mapping[str, str]) -> str:
+    """The name a rule's official regex matches when its named groups take ``values`` (plain text kept)."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("(?P<", i):
+            name = pattern[i + 4 : pattern.index(">", i)]
+            depth, j = 0, i
+            while True:
+                if pattern[j] == "\\":
+                    j += 2
+                    continue
+                depth += {"(": 1, ")": -1}.get(pattern[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            out += values[name]
+            i = j + 1
+        elif pattern[i] == "\\":
+            out += pattern[i + 1]
+            i += 2
+        else:
+            out += pattern[i]
+            i += 1
+    return out
+
+
+def official_candidates(
+    ours: str, rules: tuple[Rule, ...], official_prefix: str, ours_prefix: str
+) -> list[str]:
+    """The official names that would have filled our tensor ``ours`` (the rules read backwards), for messages.
+
+    More than one when the releases differ (CLIP's split ``q_proj_weight`` or fused ``in_proj_weight``).
+    """
+    if not ours.startswith(ours_prefix):
+        return []
+    name = ours[len(ours_prefix) :]
+    found = []
+    for pattern, template, _ in rules:
+        if not template:
+            continue
+        match = re.fullmatch(_template_regex(template), name)
+        if match is None:
+            continue
+        official = _fill_pattern(pattern, match.groupdict())
+        if re.fullmatch(pattern, official):
+            found.append(official_prefix + official)
+    return found
+
+
+def official_missing_names(
+    ours: list[str], tables: tuple[tuple[tuple[Rule, ...], str, str], ...]
+) -> list[str]:
+    """Our missing keys under the official names the user would look for in their file."""
+    names = []
+    for key in ours:
+        found = [n for rules, theirs, mine in tables for n in official_candidates(key, rules, theirs, mine)]
+        names.append(" or ".join(dict.fromkeys(found)) if found else key)
+    return names
+
+
+def count_indices(keys, pattern: str) -> int:
     found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
     return max(found) + 1 if found else 0
 
 
-def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+def tensor_shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
     if key not in sd:
         raise CheckpointError(f"The checkpoint lacks {key}, which every CAT-Seg checkpoint has.")
     return tuple(sd[key].shape)
@@ -195,16 +277,16 @@ def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
 
 def infer_clip_config(clip: Mapping[str, Tensor], vision_heads: int | None, text_heads: int | None) -> dict:
     """The ``transformers`` CLIPConfig (as a dict) that the OpenAI CLIP weights imply (heads = width / 64)."""
-    vwidth, _, patch, _ = _shape(clip, "visual.conv1.weight")
-    positions = _shape(clip, "visual.positional_embedding")[0]
+    vwidth, _, patch, _ = tensor_shape(clip, "visual.conv1.weight")
+    positions = tensor_shape(clip, "visual.positional_embedding")[0]
     side = round((positions - 1) ** 0.5)
-    vocab, twidth = _shape(clip, "token_embedding.weight")
-    context = _shape(clip, "positional_embedding")[0]
-    projection = _shape(clip, "visual.proj")[1]
-    vlayers = _count(clip, r"visual\.transformer\.resblocks\.(\d+)\.")
-    tlayers = _count(clip, r"transformer\.resblocks\.(\d+)\.")
-    vmlp = _shape(clip, "visual.transformer.resblocks.0.mlp.c_fc.weight")[0]
-    tmlp = _shape(clip, "transformer.resblocks.0.mlp.c_fc.weight")[0]
+    vocab, twidth = tensor_shape(clip, "token_embedding.weight")
+    context = tensor_shape(clip, "positional_embedding")[0]
+    projection = tensor_shape(clip, "visual.proj")[1]
+    vlayers = count_indices(clip, r"visual\.transformer\.resblocks\.(\d+)\.")
+    tlayers = count_indices(clip, r"transformer\.resblocks\.(\d+)\.")
+    vmlp = tensor_shape(clip, "visual.transformer.resblocks.0.mlp.c_fc.weight")[0]
+    tmlp = tensor_shape(clip, "transformer.resblocks.0.mlp.c_fc.weight")[0]
     return {
         "projection_dim": projection,
         "vision_config": {
@@ -237,11 +319,11 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
     The number of heads is not visible in any shape; the official configs all use 4. The Swin window is read
     from the stored shifted-window mask (windows x window^2 x window^2).
     """
-    hidden, prompts = _shape(head, "conv1.weight")[:2]
-    text_g, text_dim = _shape(head, "text_guidance_projection.0.weight")
-    app_g, app_dim = _shape(head, "guidance_projection.0.weight")[:2]
-    dec_g = [_shape(head, f"decoder_guidance_projection.{i}.0.weight")[:2] for i in range(2)]
-    dec = [_shape(head, f"decoder{i}.conv.double_conv.0.weight")[0] for i in (1, 2)]
+    hidden, prompts = tensor_shape(head, "conv1.weight")[:2]
+    text_g, text_dim = tensor_shape(head, "text_guidance_projection.0.weight")
+    app_g, app_dim = tensor_shape(head, "guidance_projection.0.weight")[:2]
+    dec_g = [tensor_shape(head, f"decoder_guidance_projection.{i}.0.weight")[:2] for i in range(2)]
+    dec = [tensor_shape(head, f"decoder{i}.conv.double_conv.0.weight")[0] for i in (1, 2)]
     mask_key = next((k for k in head if k.endswith("block_2.attn_mask")), None)
     window = round(head[mask_key].shape[-1] ** 0.5) if mask_key else 12
     return {
@@ -253,7 +335,7 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
         "decoder_guidance_dims": tuple(d[1] for d in dec_g),
         "decoder_guidance_proj_dims": tuple(d[0] for d in dec_g),
         "hidden_dim": hidden,
-        "num_layers": _count(head, r"layers\.(\d+)\."),
+        "num_layers": count_indices(head, r"layers\.(\d+)\."),
         "heads": 4,
         "window": window,
         "prompts": prompts,
@@ -262,13 +344,13 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
 
 
 def infer_resnet_config(sd: Mapping[str, Tensor]) -> dict:
-    stem = _shape(sd, "backbone.stem.conv1.weight")[0]
-    width = _shape(sd, "backbone.res2.0.conv1.weight")[0]
-    blocks = tuple(_count(sd, rf"backbone\.res{i}\.(\d+)\.") for i in (2, 3, 4))
+    stem = tensor_shape(sd, "backbone.stem.conv1.weight")[0]
+    width = tensor_shape(sd, "backbone.res2.0.conv1.weight")[0]
+    blocks = tuple(count_indices(sd, rf"backbone\.res{i}\.(\d+)\.") for i in (2, 3, 4))
     return {"blocks": blocks, "stem_width": stem, "width": width}
 
 
-def _sub(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+def sub_dict(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
@@ -299,7 +381,7 @@ def convert_catseg_state_dict(
             "This is not a CAT-Seg checkpoint: it has no 'sem_seg_head.predictor.transformer.*' aggregator weights."
         )
     variant = detect_variant(official)
-    clip_sd, head_sd = _sub(official, OFFICIAL_CLIP), _sub(official, OFFICIAL_HEAD)
+    clip_sd, head_sd = sub_dict(official, OFFICIAL_CLIP), sub_dict(official, OFFICIAL_HEAD)
     head_cfg = infer_head_config(head_sd)
     clip_cfg = infer_clip_config(clip_sd, vision_heads, text_heads)
     vision = clip_cfg["vision_config"]
@@ -322,7 +404,7 @@ def convert_catseg_state_dict(
         "tokenizer": None,
     }
     if variant == "cvpr":
-        config["clip_guidance_dims"] = [_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
+        config["clip_guidance_dims"] = [tensor_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
     else:
         config["resnet"] = infer_resnet_config(official)
 
@@ -330,25 +412,33 @@ def convert_catseg_state_dict(
 
     def map_key(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
         if key.startswith(OFFICIAL_CLIP):
-            return _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+            return apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
         if key.startswith(OFFICIAL_HEAD):
-            mapped = _apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
+            mapped = apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
             if mapped == [] and key.endswith("attn_mask"):
-                notes.extend(_check_mask(key, value, head_cfg["window"]))
+                notes.extend(check_mask(key, value, head_cfg["window"]))
             return mapped
-        return _apply_rules(key, value, TOP_RULES, "")
+        return apply_rules(key, value, TOP_RULES, "")
 
-    out, leftover = map_state_dict(official, map_key)
-    leftover += _check_against_model(out, config)
+    origins: dict[str, str] = {}
+    out, leftover = map_state_dict(official, map_key, origins)
+    leftover += official_names(_check_against_model(out, config, origins), origins)
     expected = expected_shapes(config)
     missing = sorted(k for k in expected if k not in out)
-    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
+    named = official_missing_names(missing, RULE_TABLES)
+    return ConversionResult(out, config, variant, sorted(leftover), missing, notes, named)
 
 
 def map_state_dict(
-    official: Mapping[str, object], map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None]
+    official: Mapping[str, object],
+    map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None],
+    origins: dict[str, str] | None = None,
 ) -> tuple[dict[str, Tensor], list[str]]:
-    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers."""
+    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers.
+
+    ``origins``, when given, is filled with ovparts name -> the official name it came from, so that messages
+    about converted tensors can name the key the user finds in their file.
+    """
     out: dict[str, Tensor] = {}
     leftover: list[str] = []
     for key, value in official.items():
@@ -362,7 +452,14 @@ def map_state_dict(
             continue
         for target, tensor in mapped:
             out[target] = tensor.contiguous()
+            if origins is not None:
+                origins[target] = key
     return out, leftover
+
+
+def official_names(ours: list[str], origins: Mapping[str, str]) -> list[str]:
+    """The official keys behind some converted ovparts keys, each once (q/k/v split from one key)."""
+    return list(dict.fromkeys(origins.get(k, k) for k in ours))
 
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
@@ -374,7 +471,9 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
+def _check_against_model(
+    out: dict[str, Tensor], config: dict, origins: Mapping[str, str] | None = None
+) -> list[str]:
     """Drop (and return) produced keys the model does not have; refuse tensors whose shape is wrong."""
     expected = expected_shapes(config)
     unknown = [k for k in out if k not in expected]
@@ -383,8 +482,9 @@ def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
     for key, tensor in out.items():
         if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"The converted tensor {key} has shape {tuple(tensor.shape)}, but the architecture read from the "
-                f"checkpoint needs {expected[key]}; the file is not a consistent CAT-Seg checkpoint."
+                f"{(origins or {}).get(key, key)} converts to {key} of shape {tuple(tensor.shape)}, but the "
+                f"architecture read from the checkpoint needs {expected[key]}; the file is not a consistent "
+                "CAT-Seg checkpoint."
             )
     return unknown
 
@@ -399,7 +499,7 @@ def clip_input_size(official: Mapping[str, Tensor], patch: int) -> int:
     return side * patch
 
 
-def _check_mask(key: str, mask: Tensor, window: int) -> list[str]:
+def check_mask(key: str, mask: Tensor, window: int) -> list[str]:
     windows = mask.shape[0]
     side = round(windows**0.5) * window
     ours = shifted_window_mask(side, side, window, window // 2)
@@ -441,7 +541,7 @@ def convert_catseg_checkpoint(
     if result.missing:
         raise CheckpointError(
             f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
-            f"(e.g. {result.missing[0]}); it may be truncated or from another method."
+            f"(e.g. {(result.missing_official or result.missing)[0]}); it may be truncated or from another method."
         )
     result.config, folder = attach_tokenizer(result.config, tokenizer)
     model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)

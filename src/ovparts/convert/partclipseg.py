@@ -201,8 +201,8 @@ def convert_state_dict(
     for key, tensor in state.items():
         if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"The tensor {key!r} has shape {tuple(tensor.shape)}, but the architecture read from the "
-                f"checkpoint needs {expected[key]}."
+                f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
+                f"the checkpoint needs {expected[key]}."
             )
     return Conversion(state, config, dropped, unconsumed, missing)
 
