@@ -119,7 +119,9 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
-            raise CheckpointError(f"The checkpoint lacks {key!r}, so its architecture cannot be read.")
+            raise CheckpointError(
+                f"The checkpoint lacks {official_key(key)!r}, so its architecture cannot be read."
+            )
         return tuple(state[key].shape)
 
     text, vision = "backbone.clip.text_model.", "backbone.clip.vision_model."
