@@ -14,9 +14,9 @@ from ovparts.convert.catseg import (
     load_official_checkpoint,
 )
 from ovparts.convert.cli import convert_catseg
+from ovparts.convert.tokenizer import with_tokenizer_ids
 from ovparts.errors import CheckpointError
 from ovparts.models.catseg import CatSeg, CatSegConfig
-from ovparts.convert.tokenizer import with_tokenizer_ids
 from ovparts.testing import tiny_tokenizer_folder
 
 from .checks import assert_text_path_follows_tokenizer, vocab_size
