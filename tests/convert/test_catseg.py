@@ -198,7 +198,8 @@ def test_missing_keys_are_reported_under_the_official_names():
 
 
 def test_every_ovparts_tensor_reads_back_to_a_key_of_the_official_file():
-    from ovparts.convert.catseg import RULE_TABLES, expected_shapes, official_missing_names
+    from ovparts.convert.catseg import RULE_TABLES, expected_shapes
+    from ovparts.convert.keynames import official_missing_names
 
     for variant in ("cvpr", "old"):
         official = official_catseg(variant)

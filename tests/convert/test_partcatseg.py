@@ -140,6 +140,9 @@ def test_wrong_checkpoints_are_refused_in_one_sentence(official, tmp_path):
         convert_partcatseg_state_dict(official_catseg("old"))
     with pytest.raises(CheckpointError, match="convert partcatseg"):
         convert_catseg_state_dict(official)
+    no_patches = {k: v for k, v in official.items() if k != DINO + "patch_embed.proj.weight"}
+    with pytest.raises(CheckpointError, match=r"lacks backbone\.dinov2\.patch_embed\.proj\.weight,"):
+        convert_partcatseg_state_dict(no_patches)
     no_dino = {k: v for k, v in official.items() if not k.startswith(DINO)}
     with pytest.raises(CheckpointError, match="dinov2"):
         convert_partcatseg_state_dict(no_dino)

@@ -29,6 +29,7 @@ from ..backbones.clip_dense import default_guidance_layers
 from ..errors import CheckpointError
 from ..hub import read_torch_file
 from ..models.catseg_blocks import shifted_window_mask
+from .keynames import Rule, official_missing_names, official_names
 from .tokenizer import attach_tokenizer, for_shape_check
 
 # Re-exported: these tokenizer helpers lived here before the shared converter step.
@@ -46,11 +47,9 @@ HEAD_PREFIX = "head."
 OFFICIAL_CLIP = "sem_seg_head.predictor.clip_model."
 OFFICIAL_HEAD = "sem_seg_head.predictor.transformer."
 
-# (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
+# Rules are (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
 # projections, transformers stores Linear weights), split_qkv (fused q/k/v along dim 0; the template has a
 # {qkv} slot), flatten (official (1, 1, C) parameters), check_swin_mask (a buffer we recompute; verified).
-Rule = tuple[str, str, str]
-
 _BLOCK_RULES: tuple[Rule, ...] = (
     (r"ln_1\.(?P<p>weight|bias)", r"layer_norm1.\g<p>", "copy"),
     (r"ln_2\.(?P<p>weight|bias)", r"layer_norm2.\g<p>", "copy"),
@@ -190,80 +189,6 @@ def apply_rules(
     return None
 
 
-def _template_regex(template: str) -> str:
-    """A regex matching the names ``template`` produces, with one named group per ``\\g<name>`` slot."""
-    out = ""
-    for part in re.split(r"(\\g<\w+>|\{qkv\})", template):
-        slot = re.fullmatch(r"\\g<(\w+)>", part)
-        if slot:
-            out += f"(?P<{slot.group(1)}>.+?)"
-        elif part == "{qkv}":
-            out += "(?:q|k|v|query|key|value)"
-        else:
-            out += re.escape(part)
-    return out
-
-
-def _fill_pattern(pattern: str, values: Mapping[str, str]) -> str:
-    """The name a rule's official regex matches when its named groups take ``values`` (plain text kept)."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("(?P<", i):
-            name = pattern[i + 4 : pattern.index(">", i)]
-            depth, j = 0, i
-            while True:
-                if pattern[j] == "\\":
-                    j += 2
-                    continue
-                depth += {"(": 1, ")": -1}.get(pattern[j], 0)
-                if depth == 0:
-                    break
-                j += 1
-            out += values[name]
-            i = j + 1
-        elif pattern[i] == "\\":
-            out += pattern[i + 1]
-            i += 2
-        else:
-            out += pattern[i]
-            i += 1
-    return out
-
-
-def official_candidates(
-    ours: str, rules: tuple[Rule, ...], official_prefix: str, ours_prefix: str
-) -> list[str]:
-    """The official names that would have filled our tensor ``ours`` (the rules read backwards), for messages.
-
-    More than one when the releases differ (CLIP's split ``q_proj_weight`` or fused ``in_proj_weight``).
-    """
-    if not ours.startswith(ours_prefix):
-        return []
-    name = ours[len(ours_prefix) :]
-    found = []
-    for pattern, template, _ in rules:
-        if not template:
-            continue
-        match = re.fullmatch(_template_regex(template), name)
-        if match is None:
-            continue
-        official = _fill_pattern(pattern, match.groupdict())
-        if re.fullmatch(pattern, official):
-            found.append(official_prefix + official)
-    return found
-
-
-def official_missing_names(
-    ours: list[str], tables: tuple[tuple[tuple[Rule, ...], str, str], ...]
-) -> list[str]:
-    """Our missing keys under the official names the user would look for in their file."""
-    names = []
-    for key in ours:
-        found = [n for rules, theirs, mine in tables for n in official_candidates(key, rules, theirs, mine)]
-        names.append(" or ".join(dict.fromkeys(found)) if found else key)
-    return names
-
-
 def count_indices(keys, pattern: str) -> int:
     found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
     return max(found) + 1 if found else 0
@@ -271,7 +196,10 @@ def count_indices(keys, pattern: str) -> int:
 
 def tensor_shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
     if key not in sd:
-        raise CheckpointError(f"The checkpoint lacks {key}, which every CAT-Seg checkpoint has.")
+        full = getattr(sd, "prefix", "") + key
+        raise CheckpointError(
+            f"The checkpoint lacks {full}, from which the converter reads the architecture."
+        )
     return tuple(sd[key].shape)
 
 
@@ -350,8 +278,17 @@ def infer_resnet_config(sd: Mapping[str, Tensor]) -> dict:
     return {"blocks": blocks, "stem_width": stem, "width": width}
 
 
-def sub_dict(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+class SubDict(dict):
+    """The official tensors under one prefix, named without it; keeps the prefix so that messages can give
+    the full name the user finds in their file."""
+
+    prefix: str = ""
+
+
+def sub_dict(sd: Mapping[str, Tensor], prefix: str) -> SubDict:
+    out = SubDict((k[len(prefix) :], v) for k, v in sd.items() if k.startswith(prefix))
+    out.prefix = prefix
+    return out
 
 
 def detect_variant(sd: Mapping[str, Tensor]) -> str:
@@ -455,11 +392,6 @@ def map_state_dict(
             if origins is not None:
                 origins[target] = key
     return out, leftover
-
-
-def official_names(ours: list[str], origins: Mapping[str, str]) -> list[str]:
-    """The official keys behind some converted ovparts keys, each once (q/k/v split from one key)."""
-    return list(dict.fromkeys(origins.get(k, k) for k in ours))
 
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:

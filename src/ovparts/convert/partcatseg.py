@@ -34,7 +34,6 @@ from .catseg import (
     OFFICIAL_CLIP,
     OFFICIAL_HEAD,
     ConversionResult,
-    Rule,
     apply_rules,
     check_mask,
     clip_input_size,
@@ -43,11 +42,10 @@ from .catseg import (
     infer_head_config,
     load_official_checkpoint,
     map_state_dict,
-    official_missing_names,
-    official_names,
     sub_dict,
     tensor_shape,
 )
+from .keynames import Rule, official_missing_names, official_names
 from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_DINO = "backbone.dinov2."
