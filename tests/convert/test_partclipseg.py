@@ -1,4 +1,5 @@
 import fractions
+import json
 
 import click
 import pytest
@@ -107,6 +108,13 @@ def test_cli_round_trip(tmp_path, tokenizer_dir):
     assert_text_path_follows_tokenizer(model, tokenizer_dir)
     special = tokenizer_special_ids(tokenizer_dir)
     assert {k: model.config.text_config[k] for k in special} == special
+    if special["eos_token_id"] != 513:  # a folder written by the old converter: the tiny ids, refused at load
+        stale = json.loads((out / "config.json").read_text())
+        stale["text_config"].update(bos_token_id=512, eos_token_id=513, pad_token_id=513)
+        (out / "config.json").write_text(json.dumps(stale))
+        with pytest.raises(CheckpointError, match="start-of-text id 512 is not the start-of-text id 49406"):
+            ovparts.load_model("partclipseg", weights=str(out))
+        (out / "config.json").write_text(json.dumps({**stale, "text_config": model.config.text_config}))
     ours = model.state_dict()
     for key, tensor in official.items():
         name = key[len(PREFIX) :]

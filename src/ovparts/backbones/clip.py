@@ -213,7 +213,8 @@ def check_special_ids(text_config: object, tokenizer: PreTrainedTokenizerBase) -
         if value is not None and not 0 <= value < size:
             raise CheckpointError(
                 f"The text config's {name} id {value} is not in the vocabulary of {where} ({size} tokens); "
-                "the config.json and the tokenizer files beside it belong to different tokenizers."
+                "the config.json and the tokenizer files beside it disagree (if it came from an "
+                "older `ovparts convert`, convert the official file again)."
             )
     eos = get("eos_token_id")
     if eos == LEGACY_EOS_ID:
@@ -230,7 +231,8 @@ def check_special_ids(text_config: object, tokenizer: PreTrainedTokenizerBase) -
         if value is not None and own is not None and value != own:
             raise CheckpointError(
                 f"The text config's {ID_NAMES[field]} id {value} is not the {ID_NAMES[field]} id {own} of "
-                f"{where}; the config.json and the tokenizer files beside it belong to different tokenizers."
+                f"{where}; the config.json and the tokenizer files beside it disagree (if it came from an "
+                "older `ovparts convert`, convert the official file again)."
             )
 
 
