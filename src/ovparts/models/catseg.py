@@ -526,10 +526,10 @@ class CatSegConfig(ModelConfig):
 
 
 def _config(clip: dict, **values: Any) -> dict[str, Any]:
+    # The random-weight configs use the tiny tokenizer: its BOS / EOS / PAD ids, whatever the embedding size.
     special = tiny_tokenizer_special_ids()
-    text = dict(clip["text_config"])
-    if "vocab_size" not in text:
-        text.update(special)
+    text = {**clip["text_config"], **{k: v for k, v in special.items() if k != "vocab_size"}}
+    text.setdefault("vocab_size", special["vocab_size"])
     return {
         "text_config": text,
         "vision_config": dict(clip["vision_config"]),
