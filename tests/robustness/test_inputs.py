@@ -333,3 +333,15 @@ def test_config_files_of_the_wrong_shape(case, tmp_path, small_png):
     assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith("Error:"), (
         result.output
     )
+
+
+def test_a_local_dino_folder_is_bounded_before_transformers_builds_it(tmp_path):
+    from transformers import Dinov2Config
+
+    from ovparts.backbones.dino import build_dino
+    from ovparts.errors import ConfigError
+
+    Dinov2Config(num_hidden_layers=20_000).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="20000") as info:
+        build_dino("dinov2", weights=str(tmp_path))
+    assert one_sentence(str(info.value))
