@@ -220,6 +220,8 @@ def list_models() -> None:
 @click.option("--no-ui", is_flag=True, help="Serve the JSON API only, without the Gradio page.")
 @click.option(
     "--max-upload-mb",
+    envvar="OVPARTS_SERVE_MAX_UPLOAD_MB",
+    show_envvar=True,
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0.001),
@@ -227,6 +229,8 @@ def list_models() -> None:
 )
 @click.option(
     "--max-pixels",
+    envvar="OVPARTS_SERVE_MAX_PIXELS",
+    show_envvar=True,
     default=4096 * 4096,
     show_default=True,
     type=click.IntRange(min=1),
@@ -244,10 +248,48 @@ def list_models() -> None:
 )
 @click.option(
     "--timeout",
+    envvar="OVPARTS_SERVE_TIMEOUT",
+    show_envvar=True,
     default=60.0,
     show_default=True,
     type=click.FloatRange(min=0.001),
-    help="Seconds before a request answers 503.",
+    help="Seconds before a request answers 503; the request's work is stopped then too.",
+)
+@click.option(
+    "--working-pixels",
+    envvar="OVPARTS_SERVE_WORKING_PIXELS",
+    show_envvar=True,
+    default=1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger images are segmented at a copy resized to this many pixels; the label map is scaled back.",
+)
+@click.option(
+    "--max-pixel-parts",
+    envvar="OVPARTS_SERVE_MAX_PIXEL_PARTS",
+    show_envvar=True,
+    default=1024 * 1024 * 256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest working pixels x parts of one request (413 beyond).",
+)
+@click.option(
+    "--max-request-mb",
+    envvar="OVPARTS_SERVE_MAX_REQUEST_MB",
+    show_envvar=True,
+    default=2048.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Largest estimated peak memory of one request (413 beyond); times --concurrency for the server.",
+)
+@click.option(
+    "--text-cache-mb",
+    envvar="OVPARTS_TEXT_CACHE_MB",
+    show_envvar=True,
+    default=256.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Text embeddings kept per model for vocabularies seen before (least recently used dropped).",
 )
 @click.option(
     "--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Model runs at once."
@@ -273,6 +315,10 @@ def serve(
     max_parts: int,
     max_name_length: int,
     timeout: float,
+    working_pixels: int,
+    max_pixel_parts: int,
+    max_request_mb: float,
+    text_cache_mb: float,
     concurrency: int,
     queue_size: int,
 ) -> None:
@@ -283,12 +329,16 @@ def serve(
     try:
         from .serve import Limits, ServedModel
         from .serve import serve as run_server
+        from .serve.app import check_address
     except ImportError as err:
         raise ConfigError(
             f"ovparts serve needs the demo extra ({err.name} is missing): pip install 'ovparts[demo]'."
         ) from err
     from .models.registry import load_model, model_spec
+    from .text_cache import set_budget
+    from .validation import check_device
 
+    check_device(device)
     for name in model_names:  # every name checked before the first (slow) load
         model_spec(name)
     if weights_list and len(weights_list) != len(model_names):
@@ -303,12 +353,17 @@ def serve(
         timeout_s=timeout,
         max_concurrency=concurrency,
         max_queue=queue_size,
+        working_pixels=working_pixels,
+        max_pixel_parts=max_pixel_parts,
+        max_request_bytes=int(max_request_mb * 2**20),
     )
+    check_address(host, port)  # a busy port or an unknown host is one sentence, before the slow loads
     served = []
     for index, name in enumerate(model_names):
         weights = weights_list[index] if weights_list else None
         click.echo(f"Loading {name} ...", err=True)
         model = load_model(name, weights=weights, config=config_name, device=device)
+        set_budget(model, int(text_cache_mb * 2**20))
         label = weights or ("random:" + config_name if config_name else "default")
         served.append(ServedModel(name, model, weights=label))
     where = "localhost" if host in ("127.0.0.1", "::1") else host

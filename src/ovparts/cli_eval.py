@@ -104,7 +104,12 @@ def evaluate_command(
     """Score a model on a benchmark and print seen / unseen / harmonic mIoU."""
     from .data import load_dataset
     from .evaluation import evaluate
+    from .outputs import check_output_dir, check_output_file
 
+    if out is not None:  # a report that cannot be written is refused now, not after the evaluation
+        check_output_file(out)
+    if save_predictions is not None:
+        check_output_dir(save_predictions, "--save-predictions")
     data = load_dataset(dataset, root, split=split, strict=strict)
     segmenter = build_segmenter(model_name, weights, model_config, device)
     report = evaluate(

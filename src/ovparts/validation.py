@@ -22,3 +22,26 @@ def check_background_threshold(value: float | None) -> float | None:
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"The background threshold must be a number in [0, 1], got {value}.")
     return float(value)
+
+
+def check_device(device: object) -> str:
+    """``device`` as torch spells it, when torch can put a tensor there; else one sentence.
+
+    Checked before a model is built, so ``--device bogus`` or a CUDA device on a machine without one
+    fails at once with a sentence instead of a traceback after the weights are loaded.
+    """
+    import torch  # noqa: PLC0415  (the CLI imports this module before torch is needed)
+
+    text = str(device)
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"Unknown device {text!r}; use cpu, cuda, cuda:N or mps.") from err
+    if parsed.type != "cpu":
+        try:
+            torch.empty(1, device=parsed)
+        except (RuntimeError, AssertionError, ValueError) as err:
+            raise ConfigError(
+                f"The device {text!r} is not available on this machine; use cpu or another device."
+            ) from err
+    return text
