@@ -64,7 +64,7 @@ def build_vocabulary(vocab: str | None, benchmark: str | None):
     help="Named config for a randomly initialised model (e.g. 'tiny'); testing only.",
 )
 @click.option("--revision", help="Pin a hub revision (commit hash or tag) for --weights.")
-@click.option("--out", "out_dir", default="ovparts-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="ovparts-out", show_default=True, help="Output folder.")
 @click.option(
     "--object-mask",
     type=click.Path(dir_okay=False),

@@ -50,10 +50,8 @@ import click
 @click.option(
     "--in-process", is_flag=True, help="No worker process per setting (peak RSS then not per setting)."
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-@click.option(
-    "--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown table."
-)
+@click.option("--json", "json_path", help="Also write the report as JSON.")
+@click.option("--markdown", "markdown_path", help="Also write a Markdown table.")
 def benchmark(
     models: tuple[str, ...],
     size: str,
