@@ -48,7 +48,9 @@ def working_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
     if height * width <= max_pixels:
         return height, width
     scale = math.sqrt(max_pixels / (height * width))
-    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+    new_height = min(height, max(1, math.floor(height * scale)))
+    new_width = min(width, max(1, math.floor(width * scale)), max(1, max_pixels // new_height))
+    return new_height, new_width
 
 
 def model_pixels(model: PartSegModel) -> int:
