@@ -176,3 +176,31 @@ def test_segment_json_states_the_no_part_value(tmp_path):
     report = json.loads((tmp_path / "out" / "cat.json").read_text())
     assert report["no_part"] == 65535
     assert Image.open(tmp_path / "out" / "cat.parts.png").mode == "I;16"
+
+
+def test_sigterm_mid_batch_leaves_no_temp_file(tmp_path):
+    """A real ``ovparts segment`` batch, stopped by SIGTERM while it writes: exit 143, no temp file left,
+    and every JSON present is a complete or pending record (never a half-written file)."""
+    import subprocess
+    import sys
+    import time
+
+    images = [photo(tmp_path / "in" / f"img{i}.png", (i, 90, 40), (64, 48)) for i in range(150)]
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "ovparts.cli", "segment", *map(str, images), "--vocab", "cat: head"]
+    process = subprocess.Popen(
+        [*command, "--config", "tiny", "--out", str(out)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and len(list(out.glob("*.json"))) >= 3) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    names = [p.name for p in out.iterdir()]
+    assert not [n for n in names if n.startswith(".")], names
+    for path in out.glob("*.json"):
+        assert "ovparts_output" in json.loads(path.read_text())
