@@ -62,11 +62,11 @@ def output_error(error: OSError, path: str | os.PathLike, option: str = "--out")
 
 
 def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """``path`` as a folder ovparts can write into (created if missing), or one sentence saying why not.
+    """``path`` as a folder ovparts can write into, or one sentence saying why not; nothing is created.
 
-    It writes and removes a small probe file, so permissions, a full disk, a read-only mount and virtual
-    file systems such as /proc are all caught before any work starts. Stale temporary files of killed runs
-    in the folder are removed on the way.
+    It writes and removes a small probe file (in the nearest existing folder on the way), so permissions, a
+    full disk, a read-only mount and virtual file systems such as /proc are all caught before any work
+    starts. Stale temporary files of killed runs in the folder are removed on the way.
     """
     folder = Path(path)
     if folder.is_symlink() and not folder.exists():
