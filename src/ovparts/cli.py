@@ -277,7 +277,7 @@ def list_models() -> None:
     "--max-request-mb",
     envvar="OVPARTS_SERVE_MAX_REQUEST_MB",
     show_envvar=True,
-    default=2048.0,
+    default=3072.0,
     show_default=True,
     type=click.FloatRange(min=1),
     help="Largest estimated peak memory of one request (413 beyond); times --concurrency for the server.",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inference import UPSAMPLE_CHUNK
+from ..inference import UPSAMPLE_CHUNK, window_starts
 from ..models.base import PartSegModel
 from .limits import Limits, TooLarge
 
@@ -25,8 +25,9 @@ FULL_BYTES_PER_PIXEL = 16
 WORK_BYTES_PER_PIXEL = 160
 # Bytes per working pixel and part in one chunk of parts: upsampled scores, their activation, masked copy.
 WORK_BYTES_PER_PIXEL_PART = 16
-# Bytes per network-input pixel and part: the per-class decoder activations the network keeps at once.
-MODEL_BYTES_PER_PIXEL_PART = 16
+# Bytes per network-input pixel and part: the per-class scores the network returns (float32) and as much
+# again for the decoder's activations (models decode classes in chunks, so these do not grow further).
+MODEL_BYTES_PER_PIXEL_PART = 8
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,16 @@ def working_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
 
 
 def model_pixels(model: PartSegModel) -> int:
-    """Network-input pixels one image costs the model: its input size, times the sliding windows."""
+    """Network-input pixels one image costs the model: its input size, or for sliding-window inference
+    (CAT-Seg) every window, the global view, and the canvas the windows are folded back onto."""
     height, width = model.preprocess.size
     config = model.config
     if not getattr(config, "sliding_window", False):
         return height * width
     canvas = int(getattr(config, "sliding_canvas", 640))
-    views = max(1, math.ceil(canvas / max(height, 1))) ** 2 * 2 + 1  # windows (generously) + global view
-    return views * height * width + canvas * canvas
+    overlap = float(getattr(config, "sliding_overlap", 0.333))
+    windows = len(window_starts(canvas, height, overlap)) * len(window_starts(canvas, width, overlap))
+    return (windows + 1) * height * width + canvas * canvas
 
 
 def estimate_bytes(

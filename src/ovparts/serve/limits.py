@@ -44,7 +44,7 @@ class Limits:
     # kept) and the label map is scaled back; the labels come from a network that sees 352-640 pixels.
     working_pixels: int = 1024 * 1024
     max_pixel_parts: int = 1024 * 1024 * 256  # working pixels x parts: the full-resolution scoring work
-    max_request_bytes: int = 2 * 1024**3  # estimated peak memory of one request (see request_cost)
+    max_request_bytes: int = 3 * 1024**3  # estimated peak memory of one request (ovparts.serve.budget)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
