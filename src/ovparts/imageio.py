@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -137,25 +136,11 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file
+    (``ovparts.outputs.atomic_write``: recognisable temp names, one sentence on failure)."""
+    from .outputs import atomic_write as write_atomically  # noqa: PLC0415
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomically(path, write)
 
 
 def save_png(path: str | os.PathLike, image: Image.Image) -> None:

@@ -21,6 +21,7 @@ from .models.base import PartLogits, PartSegModel
 from .object_masks import load_object_mask
 from .precision import autocast, check_precision
 from .preprocessing import image_tensor, interpolate, normalize, resize_shortest_edge
+from .validation import check_background_threshold
 from .vocabulary import Vocabulary
 
 # Above this many P x H x W elements the full score tensor is not kept unless asked for (256 MB in float32).
@@ -151,6 +152,7 @@ class Segmenter:
 
             compile_model(self.model)
         default = getattr(model.config, "background_threshold", 0.5)
+        background_threshold = check_background_threshold(background_threshold)
         self.background_threshold = default if background_threshold is None else background_threshold
         self.keep_scores = keep_scores
         config = model.config

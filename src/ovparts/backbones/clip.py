@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
 from ..errors import CheckpointError
+from ..text_cache import TextEmbeddingCache
 from .clip_dense import clip_dense_features
 
 TEXT_BATCH = 256
@@ -38,7 +39,7 @@ class ClipBackbone(nn.Module):
         check_special_ids(clip.config.text_config, tokenizer)
         self.clip = clip
         self.tokenizer = tokenizer
-        self._text_cache: dict[tuple, torch.Tensor] = {}
+        self._text_cache = TextEmbeddingCache()  # LRU by bytes: a server sees new vocabularies all day
         self.text_encoder_calls = 0  # observable by tests: a cached vocabulary must not re-run the encoder
         layer = clip.vision_model.encoder.layers[0]
         self._legacy_layers = "causal_attention_mask" in inspect.signature(layer.forward).parameters
@@ -86,8 +87,9 @@ class ClipBackbone(nn.Module):
             p.requires_grad for p in self.clip.text_model.parameters()
         )
         key = (texts, templates, normalize, self._text_version())
-        if not records_grad and key in self._text_cache:
-            return self._text_cache[key].to(self.clip.text_projection.weight.device)
+        cached = None if records_grad else self._text_cache.get(key)
+        if cached is not None:
+            return cached.to(self.clip.text_projection.weight.device)
         prompts = [t.format(text) for text in texts for t in templates] if templates else list(texts)
         embeddings = self._run_text_encoder(prompts)
         if normalize:
@@ -95,8 +97,8 @@ class ClipBackbone(nn.Module):
         if templates:
             embeddings = embeddings.view(len(texts), len(templates), -1)
         if not records_grad:
-            self._text_cache = {k: v for k, v in self._text_cache.items() if k[3] == key[3]}
-            self._text_cache[key] = embeddings.detach()
+            self._text_cache.retain(lambda k: k[3] == key[3])
+            self._text_cache.put(key, embeddings.detach())
         return embeddings
 
     def _run_text_encoder(self, prompts: list[str]) -> torch.Tensor:

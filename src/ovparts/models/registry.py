@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config_checks import read_config_file
 from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from ..validation import check_device
 from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
@@ -99,6 +100,7 @@ def load_model(
     ``class_chunk``.
     """
     spec = model_spec(name)
+    check_device(device)
     if weights is None and config is None:
         if not spec.default_weights:
             raise WeightsNotFoundError(
