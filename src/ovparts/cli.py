@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from .errors import EXIT_USER_ERROR, ConfigError, OvpartsError, VocabularyError
-
-OUTPUT_SUFFIXES = (".parts.png", ".overlay.png", ".json")
+from .segment_outputs import RECORD_KEY as RECORD
+from .segment_outputs import file_sha256
 
 
 class OvpartsGroup(click.Group):
@@ -43,19 +43,6 @@ def build_vocabulary(vocab: str | None, benchmark: str | None):
     return Vocabulary.parse(vocab) if vocab is not None else Vocabulary.from_benchmark(benchmark)
 
 
-def output_stems(images: tuple[str, ...]) -> list[str]:
-    """File-name stems for outputs, made unique when two inputs share a name."""
-    stems, used = [], set()
-    for image in images:
-        stem, n = Path(image).stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{Path(image).stem}-{n}"
-        used.add(stem)
-        stems.append(stem)
-    return stems
-
-
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
@@ -77,18 +64,19 @@ def output_stems(images: tuple[str, ...]) -> list[str]:
     help="Named config for a randomly initialised model (e.g. 'tiny'); testing only.",
 )
 @click.option("--revision", help="Pin a hub revision (commit hash or tag) for --weights.")
-@click.option("--out", "out_dir", default="ovparts-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="ovparts-out", show_default=True, help="Output folder.")
 @click.option(
     "--object-mask",
     type=click.Path(dir_okay=False),
-    help="PNG of object ids (255 = none) for Oracle-Obj: each pixel may only take parts of its object. One image only.",
+    help="PNG of object ids (none = 255 in 8-bit, 65535 in 16-bit) for Oracle-Obj: each pixel may only take parts of its object. One image only.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ...")
 @click.option("--background-threshold", type=float, help="Probability below which a pixel is background.")
 @click.option(
     "--skip-existing",
     is_flag=True,
-    help="Skip images whose three output files already exist (resume a batch).",
+    help="Skip images whose outputs already exist from the same image content, model, weights, vocabulary "
+    "and options (resume a batch).",
 )
 @click.option(
     "--compile",
@@ -114,58 +102,76 @@ def segment(
 ) -> None:
     """Segment IMAGES into parts; writes NAME.parts.png, NAME.overlay.png and NAME.json into --out.
 
-    NAME.parts.png holds part ids (the order of the vocabulary; 255 = no part, or 65535 when there are 255+
-    parts), NAME.overlay.png the photo tinted by part with a legend, NAME.json each part's pixel share and
-    mean probability.
+    NAME.parts.png holds part ids (the order of the vocabulary; 255 = no part, or 65535 with 16 bits for
+    vocabularies of 255+ parts), NAME.overlay.png the photo tinted by part with a legend, NAME.json each
+    part's pixel share and mean probability, the no-part value, and a record of what was written. Outputs
+    never replace an input or a file ovparts did not write; outputs of another image of the same name are
+    kept and the new ones take the next free name (NAME-2).
     """
     from tqdm import tqdm
 
     from .imageio import load_image, save_png, save_text
     from .inference import Segmenter
     from .models.registry import load_model
-    from .visualize import label_png, overlay
+    from .outputs import check_output_dir, terminate_cleanly
+    from .segment_outputs import make_record, plan_outputs
+    from .validation import check_background_threshold
+    from .visualize import label_png, no_part_value, overlay
 
     vocabulary = build_vocabulary(vocab, benchmark)
     if object_mask is not None and len(images) > 1:
         raise VocabularyError("--object-mask applies to a single image; run one image at a time with it.")
+    check_background_threshold(background_threshold)
+    out = check_output_dir(out_dir)
+    settings = {
+        "model": model_name,
+        "weights": weights or ("random:" + config_name if config_name else "default"),
+        "revision": revision,
+        "vocabulary": vocabulary.format(),
+        "background_threshold": background_threshold,
+        "object_mask_sha256": file_sha256(object_mask) if object_mask is not None else None,
+    }
+    protected = [Path(p) for p in images] + ([Path(object_mask)] if object_mask else [])
+    targets = plan_outputs(images, out, protected, settings, skip_existing)
     model = load_model(model_name, weights=weights, config=config_name, device=device, revision=revision)
     segmenter = Segmenter(model, background_threshold=background_threshold, compile=compile_model)
-    out = Path(out_dir)
     failures = 0
-    progress = tqdm(
-        list(zip(images, output_stems(images), strict=True)), disable=len(images) < 2, unit="image"
-    )
-    skipped = 0
-    for image_path, stem in progress:
-        outputs = [out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES]
-        if skip_existing and all(path.is_file() for path in outputs):
-            skipped += 1
-            continue
-        try:
-            picture = load_image(image_path)
-            result = segmenter(picture, vocabulary, object_mask=object_mask)
-        except OvpartsError as err:
-            failures += 1
-            tqdm.write(f"Error: {err}", file=sys.stderr)
-            continue
-        report = {
-            "image": str(image_path),
-            "size": [picture.width, picture.height],
-            "model": model_name,
-            "weights": weights or ("random:" + config_name if config_name else "default"),
-            "protocol": result.protocol,
-            "vocabulary": vocabulary.format(),
-            "no_part_share": float((result.part_map < 0).mean()),
-            "parts": result.summary(),
-        }
-        # The JSON goes last: its presence marks an image as finished for --skip-existing.
-        save_png(outputs[0], label_png(result.part_map))
-        save_png(outputs[1], overlay(picture, result.part_map, vocabulary))
-        save_text(outputs[2], json.dumps(report, indent=2))
-        if len(images) < 2:
-            click.echo(
-                f"Wrote {out / stem}.parts.png, .overlay.png and .json ({len(report['parts'])} parts found)."
-            )
+    no_part = no_part_value(len(vocabulary))
+    with terminate_cleanly():
+        for target in tqdm(targets, disable=len(images) < 2, unit="image"):
+            if target.skip:
+                continue
+            try:
+                picture = load_image(target.image)
+                result = segmenter(picture, vocabulary, object_mask=object_mask)
+            except OvpartsError as err:
+                failures += 1
+                tqdm.write(f"Error: {err}", file=sys.stderr)
+                continue
+            parts_path, overlay_path, json_path = target.paths
+            report = {
+                "image": str(target.image),
+                "size": [picture.width, picture.height],
+                "model": model_name,
+                "weights": settings["weights"],
+                "protocol": result.protocol,
+                "vocabulary": vocabulary.format(),
+                "no_part": no_part,
+                "no_part_share": float((result.part_map < 0).mean()),
+                "parts": result.summary(),
+            }
+            # A pending record first (it claims the two PNGs), the complete one last: its presence and
+            # the PNGs' recorded hashes mark an image as finished for --skip-existing.
+            save_text(json_path, json.dumps({RECORD: make_record(target, settings, False)}, indent=2))
+            save_png(parts_path, label_png(result.part_map, len(vocabulary)))
+            save_png(overlay_path, overlay(picture, result.part_map, vocabulary))
+            report[RECORD] = make_record(target, settings, True)
+            save_text(json_path, json.dumps(report, indent=2))
+            if len(images) < 2:
+                click.echo(
+                    f"Wrote {out / target.stem}.parts.png, .overlay.png and .json "
+                    f"({len(report['parts'])} parts found)."
+                )
     if failures:
         click.echo(
             f"{failures} of {len(images)} images could not be segmented; see the errors above.", err=True
@@ -214,6 +220,8 @@ def list_models() -> None:
 @click.option("--no-ui", is_flag=True, help="Serve the JSON API only, without the Gradio page.")
 @click.option(
     "--max-upload-mb",
+    envvar="OVPARTS_SERVE_MAX_UPLOAD_MB",
+    show_envvar=True,
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0.001),
@@ -221,6 +229,8 @@ def list_models() -> None:
 )
 @click.option(
     "--max-pixels",
+    envvar="OVPARTS_SERVE_MAX_PIXELS",
+    show_envvar=True,
     default=4096 * 4096,
     show_default=True,
     type=click.IntRange(min=1),
@@ -238,10 +248,48 @@ def list_models() -> None:
 )
 @click.option(
     "--timeout",
+    envvar="OVPARTS_SERVE_TIMEOUT",
+    show_envvar=True,
     default=60.0,
     show_default=True,
     type=click.FloatRange(min=0.001),
-    help="Seconds before a request answers 503.",
+    help="Seconds before a request answers 503; the request's work is stopped then too.",
+)
+@click.option(
+    "--working-pixels",
+    envvar="OVPARTS_SERVE_WORKING_PIXELS",
+    show_envvar=True,
+    default=1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger images are segmented at a copy resized to this many pixels; the label map is scaled back.",
+)
+@click.option(
+    "--max-pixel-parts",
+    envvar="OVPARTS_SERVE_MAX_PIXEL_PARTS",
+    show_envvar=True,
+    default=1024 * 1024 * 256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest working pixels x parts of one request (413 beyond).",
+)
+@click.option(
+    "--max-request-mb",
+    envvar="OVPARTS_SERVE_MAX_REQUEST_MB",
+    show_envvar=True,
+    default=3072.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Largest estimated peak memory of one request (413 beyond); times --concurrency for the server.",
+)
+@click.option(
+    "--text-cache-mb",
+    envvar="OVPARTS_TEXT_CACHE_MB",
+    show_envvar=True,
+    default=256.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Text embeddings kept per model for vocabularies seen before (least recently used dropped).",
 )
 @click.option(
     "--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Model runs at once."
@@ -267,6 +315,10 @@ def serve(
     max_parts: int,
     max_name_length: int,
     timeout: float,
+    working_pixels: int,
+    max_pixel_parts: int,
+    max_request_mb: float,
+    text_cache_mb: float,
     concurrency: int,
     queue_size: int,
 ) -> None:
@@ -277,12 +329,16 @@ def serve(
     try:
         from .serve import Limits, ServedModel
         from .serve import serve as run_server
+        from .serve.app import check_address
     except ImportError as err:
         raise ConfigError(
             f"ovparts serve needs the demo extra ({err.name} is missing): pip install 'ovparts[demo]'."
         ) from err
     from .models.registry import load_model, model_spec
+    from .text_cache import set_budget
+    from .validation import check_device
 
+    check_device(device)
     for name in model_names:  # every name checked before the first (slow) load
         model_spec(name)
     if weights_list and len(weights_list) != len(model_names):
@@ -297,12 +353,17 @@ def serve(
         timeout_s=timeout,
         max_concurrency=concurrency,
         max_queue=queue_size,
+        working_pixels=working_pixels,
+        max_pixel_parts=max_pixel_parts,
+        max_request_bytes=int(max_request_mb * 2**20),
     )
+    check_address(host, port)  # a busy port or an unknown host is one sentence, before the slow loads
     served = []
     for index, name in enumerate(model_names):
         weights = weights_list[index] if weights_list else None
         click.echo(f"Loading {name} ...", err=True)
         model = load_model(name, weights=weights, config=config_name, device=device)
+        set_budget(model, int(text_cache_mb * 2**20))
         label = weights or ("random:" + config_name if config_name else "default")
         served.append(ServedModel(name, model, weights=label))
     where = "localhost" if host in ("127.0.0.1", "::1") else host

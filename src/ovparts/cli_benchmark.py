@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -51,10 +50,8 @@ import click
 @click.option(
     "--in-process", is_flag=True, help="No worker process per setting (peak RSS then not per setting)."
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-@click.option(
-    "--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown table."
-)
+@click.option("--json", "json_path", help="Also write the report as JSON.")
+@click.option("--markdown", "markdown_path", help="Also write a Markdown table.")
 def benchmark(
     models: tuple[str, ...],
     size: str,
@@ -87,7 +84,14 @@ def benchmark(
         run_benchmark,
     )
     from .errors import ConfigError
+    from .outputs import atomic_write, check_output_file
+    from .validation import check_device
 
+    check_device(device)
+
+    for path, option in ((json_path, "--json"), (markdown_path, "--markdown")):
+        if path:  # refused now, not after minutes of measuring
+            check_output_file(path, option)
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(MODELS)}.")
@@ -112,6 +116,8 @@ def benchmark(
     report = run_benchmark(options)
     click.echo(format_table(report))
     if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        text = json.dumps(report, indent=2)
+        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "--json")
     if markdown_path:
-        Path(markdown_path).write_text(format_markdown(report) + "\n", encoding="utf-8")
+        table = format_markdown(report) + "\n"
+        atomic_write(markdown_path, lambda tmp: tmp.write_text(table, encoding="utf-8"), "--markdown")

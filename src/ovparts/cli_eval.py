@@ -66,9 +66,7 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
 @click.option(
     "--trained-on", default=None, help="Training benchmark of a cross-dataset run (redefines seen/unseen)."
 )
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the JSON report here."
-)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON report here.")
 @click.option("--per-class", is_flag=True, help="Print every class's IoU, recall and boundary IoU.")
 @click.option(
     "--strict", is_flag=True, help="Fail at the first bad file instead of skipping and counting it."
@@ -77,7 +75,7 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
     "--save-predictions",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Folder for predicted part maps (uint16 PNG, 65535 = no part).",
 )
@@ -104,7 +102,12 @@ def evaluate_command(
     """Score a model on a benchmark and print seen / unseen / harmonic mIoU."""
     from .data import load_dataset
     from .evaluation import evaluate
+    from .outputs import check_output_dir, check_output_file
 
+    if out is not None:  # a report that cannot be written is refused now, not after the evaluation
+        check_output_file(out)
+    if save_predictions is not None:
+        check_output_dir(save_predictions, "--save-predictions")
     data = load_dataset(dataset, root, split=split, strict=strict)
     segmenter = build_segmenter(model_name, weights, model_config, device)
     report = evaluate(

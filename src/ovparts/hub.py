@@ -63,8 +63,10 @@ def read_torch_file(path: str | os.PathLike) -> object:
     """``torch.load`` restricted to tensors and plain containers: a pickle that would run code is refused."""
     import torch
 
+    from .checkpoint_files import check_zip_checkpoint
     from .errors import CheckpointError
 
+    check_zip_checkpoint(path)  # declared sizes first: a small deflated file must not inflate to gigabytes
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a plain tensor checkpoint"
@@ -79,6 +81,7 @@ def load_state_dict(folder: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .checkpoint_files import safetensors_specs
     from .errors import CheckpointError
 
     file = weight_file(folder)
@@ -87,9 +90,34 @@ def load_state_dict(folder: Path) -> dict:
         if not isinstance(state, dict):
             raise CheckpointError(f"The weights file {str(file)!r} holds no dictionary of tensors.")
         return state
+    safetensors_specs(file)  # the header against the file's size, before any tensor is read
     try:
         return load_file(str(file))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(
             f"The weights file {str(file)!r} is not a valid safetensors file ({err})."
         ) from err
+
+
+def checkpoint_specs(folder: Path) -> dict:
+    """Name -> ``TensorSpec`` of every tensor in a checkpoint folder, without reading tensor data.
+
+    safetensors: from the header. ``pytorch_model.bin``: memory-mapped after its zip directory passed
+    ``check_zip_checkpoint`` (a legacy pickle is read in full, as ``load_state_dict`` would).
+    """
+    import torch
+
+    from .checkpoint_files import TensorSpec, check_zip_checkpoint, safetensors_specs
+    from .errors import CheckpointError
+
+    file = weight_file(folder)
+    if file.suffix == ".safetensors":
+        return safetensors_specs(file)
+    check_zip_checkpoint(file)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not mmap-able (legacy format) or not a tensor file: read it normally
+        state = read_torch_file(file)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"The weights file {str(file)!r} holds no dictionary of tensors.")
+    return {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in state.items()}

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import limits
 from .errors import ImageError
 
 # PIL's own bomb guard warns first and raises at twice this; we refuse at this size, with a sentence.
-MAX_IMAGE_PIXELS = 178_956_970
+# The bound in force is ``limits.MAX_IMAGE_PIXELS`` (environment variable OVPARTS_MAX_IMAGE_PIXELS).
+MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS.default
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
-def load_image(image: ImageLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """An RGB PIL image, EXIF rotation applied; 16-bit, CMYK, palette, grayscale and alpha are converted."""
+def load_image(image: ImageLike, max_pixels: int | None = None) -> Image.Image:
+    """An RGB PIL image, EXIF rotation applied; 16-bit, CMYK, palette, grayscale and alpha are converted.
+
+    Files are refused from their header when they declare more than ``max_pixels`` pixels (default:
+    ``ovparts.limits.MAX_IMAGE_PIXELS``), before any pixel is decoded.
+    """
     if isinstance(image, Image.Image):
         return _to_rgb(image, "the given image")
     if isinstance(image, np.ndarray):
@@ -33,30 +38,54 @@ def load_image(image: ImageLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
     )
 
 
-def _read_file(path: Path, max_pixels: int) -> Image.Image:
+def _read_file(path: Path, max_pixels: int | None) -> Image.Image:
+    """Decode from the open file: Pillow reads the header first, and the pixels only once it passed.
+
+    Reading the whole file into memory first (as this once did) let a sparse multi-gigabyte file cost
+    gigabytes before any check; now the file is streamed, and its size on disk never matters.
+    """
+    limit = limits.MAX_IMAGE_PIXELS.value() if max_pixels is None else max_pixels
     if not path.is_file():
         raise ImageError(f"The image file {str(path)!r} does not exist.")
     try:
-        data = path.read_bytes()
+        if path.stat().st_size == 0:
+            raise ImageError(f"The image file {str(path)!r} is empty.")
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after Pillow is done with it
     except OSError as err:
         raise ImageError(f"The image file {str(path)!r} cannot be read ({err.strerror}).") from err
-    if not data:
-        raise ImageError(f"The image file {str(path)!r} is empty.")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"The image {str(path)!r} is {width}x{height} pixels, more than the limit of {max_pixels}."
-                )
-            probe.load()
-            return _to_rgb(probe, repr(str(path)))
+        with handle, warnings.catch_warnings():
+            # our own check (below) replaces Pillow's warning; its hard stop (2x its limit) still applies
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(handle) as probe:
+                check_pixels(probe, limit, repr(str(path)))
+                probe.load()
+                return _to_rgb(probe, repr(str(path)))
     except ImageError:
         raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(
+            f"The image {str(path)!r} declares more pixels than the limit of {limit} (a decompression bomb?)."
+        ) from err
     except UnidentifiedImageError as err:
         raise ImageError(f"The file {str(path)!r} is not an image format that Pillow can read.") from err
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ImageError(f"The image {str(path)!r} is corrupt or truncated ({err}).") from err
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as err:
+        raise ImageError(f"The image {str(path)!r} is corrupt or truncated ({_first_line(err)}).") from err
+
+
+def check_pixels(image: Image.Image, limit: int, label: str) -> None:
+    """Refuse an opened (not yet decoded) image whose header declares more than ``limit`` pixels.
+
+    Only the first frame is ever decoded, so its size is the one that counts.
+    """
+    width, height = image.size
+    if width * height > limit:
+        raise ImageError(f"The image {label} is {width}x{height} pixels, more than the limit of {limit}.")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0].rstrip(".") if text else type(err).__name__
 
 
 def _to_rgb(image: Image.Image, label: str) -> Image.Image:
@@ -107,25 +136,11 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file
+    (``ovparts.outputs.atomic_write``: recognisable temp names, one sentence on failure)."""
+    from .outputs import atomic_write as write_atomically  # noqa: PLC0415
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomically(path, write)
 
 
 def save_png(path: str | os.PathLike, image: Image.Image) -> None:

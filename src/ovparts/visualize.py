@@ -61,8 +61,20 @@ def overlay(image: Image.Image, part_map: np.ndarray, vocab: Vocabulary, alpha: 
     return canvas
 
 
-def label_png(part_map: np.ndarray) -> Image.Image:
-    """Part ids as a PNG: 8-bit with 255 = no part when ids fit, else 16-bit with 65535 = no part."""
-    if part_map.max(initial=-1) < 255:
-        return Image.fromarray(np.where(part_map >= 0, part_map, 255).astype(np.uint8))
-    return Image.fromarray(np.where(part_map >= 0, part_map, 65535).astype(np.uint16))
+def no_part_value(num_parts: int) -> int:
+    """The label-map value meaning "no part": 255 while every id fits below it (up to 254 parts), else 65535.
+
+    It follows the vocabulary's size, not the ids that happen to occur, so every image segmented with one
+    vocabulary gets the same bit depth and the same no-part value.
+    """
+    return 255 if num_parts < 255 else 65535
+
+
+def label_png(part_map: np.ndarray, num_parts: int | None = None) -> Image.Image:
+    """Part ids as a PNG: 8-bit with 255 = no part for vocabularies of up to 254 parts, else 16-bit with
+    65535 = no part (see :func:`no_part_value`). Without ``num_parts`` the largest id present decides."""
+    if num_parts is None:
+        num_parts = 0 if part_map.max(initial=-1) < 255 else 65535
+    no_part = no_part_value(num_parts)
+    dtype = np.uint8 if no_part == 255 else np.uint16
+    return Image.fromarray(np.where(part_map >= 0, part_map, no_part).astype(dtype))

@@ -168,7 +168,7 @@ def test_text_embeddings_encoded_once_per_vocabulary(client, tiny_clipseg, chels
         ({"vocabulary": "cat: head", "protocol": "oracle_obj"}, ["Oracle-Obj needs"]),
         ({"vocabulary": "cat: head", "model": "catseg"}, ["not loaded"]),
         ({"vocabulary": "cat: head", "label_format": "svg"}, ["label_format"]),
-        ({"vocabulary": "cat: head", "background_threshold": "2"}, ["background_threshold"]),
+        ({"vocabulary": "cat: head", "background_threshold": "2"}, ["background threshold", "[0, 1]"]),
         ({"vocabulary": "cat: head", "colour": "red"}, ["colour"]),
     ],
 )

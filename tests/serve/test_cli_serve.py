@@ -54,3 +54,33 @@ def test_mistakes_are_one_line_and_exit_2(captured, args, words):
     assert result.exit_code == 2
     assert words in result.output and result.output.count("\n") == 1, result.output
     assert not captured
+
+
+def test_work_bounds_and_cache_budget_from_options_and_env(captured, monkeypatch):
+    monkeypatch.setenv("OVPARTS_SERVE_MAX_REQUEST_MB", "300")
+    result = invoke(
+        "--config", "tiny", "--port", 0, "--working-pixels", 5000, "--max-pixel-parts", 90000,
+        "--text-cache-mb", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ((served, kwargs),) = captured
+    limits = kwargs["limits"]
+    assert (limits.working_pixels, limits.max_pixel_parts) == (5000, 90000)
+    assert limits.max_request_bytes == 300 * 2**20
+    assert served[0].model.backbone._text_cache.max_bytes == 2**20
+
+
+def test_busy_port_and_unknown_host_are_one_sentence_before_loading(captured):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = invoke("--config", "tiny", "--port", busy.getsockname()[1])
+    assert result.exit_code == 2 and "already in use" in result.output, result.output
+    assert "Loading" not in result.output and "Serving" not in result.output
+    result = invoke("--config", "tiny", "--host", "no-such-host.invalid")
+    assert result.exit_code == 2 and "does not resolve" in result.output, result.output
+    result = invoke("--config", "tiny", "--device", "bogus")
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "device" in result.output
+    assert not captured

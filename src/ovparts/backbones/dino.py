@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,6 +56,8 @@ def build_dino(kind: str, config: dict[str, Any] | None = None, weights: str | N
     """
     if kind not in DINO_KINDS:
         raise ConfigError(f"Unknown DINO kind {kind!r}; use 'dinov2' or 'dino'.")
+    if weights is not None:
+        _check_local_config(Path(weights))
     if kind == "dinov2":
         from transformers import Dinov2Config, Dinov2Model  # noqa: PLC0415
 
@@ -66,6 +69,16 @@ def build_dino(kind: str, config: dict[str, Any] | None = None, weights: str | N
     if weights is not None:
         return ViTModel.from_pretrained(str(weights), add_pooling_layer=False)
     return ViTModel(ViTConfig(**(config or DINO_VITB16)), add_pooling_layer=False)
+
+
+def _check_local_config(folder: Path) -> None:
+    """A local DINO folder's config.json gets the bounds of every ovparts config before transformers builds it."""
+    from ..config_checks import check_activations, check_numbers, read_config_file  # noqa: PLC0415
+
+    if (folder / "config.json").is_file():
+        values = read_config_file(folder / "config.json", "DINO config", ConfigError)
+        check_numbers(values, "dino config.json", ConfigError)
+        check_activations(values, "dino config.json", ConfigError)
 
 
 def resize_position_table(table: Tensor, grid: tuple[int, int], hub_offset: bool) -> Tensor:

@@ -2,20 +2,35 @@
 
 Readers call these helpers so that a missing, truncated or malformed file produces one sentence a user can act
 on, and so that file encodings (255 / 65535 ignore values, palette PNGs, uint16 PNGs) are decoded in one place.
+Images and label maps are opened lazily and refused from their header (pixel count, size against the image)
+before a pixel is decoded, so a decompression bomb costs nothing and is skipped and counted like any other
+bad file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .. import limits
 from ..errors import DatasetError
 from .records import IGNORE
+
+# Everything Pillow may raise on a hostile file, besides "not an image at all".
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    MemoryError,
+)
 
 
 def read_json(path: Path) -> Any:
@@ -29,38 +44,62 @@ def read_json(path: Path) -> Any:
         raise DatasetError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
         ) from exc
+    except RecursionError:
+        # the parser descends once per nesting level; real dataset files nest 4 deep
+        raise DatasetError(f"{path}: the JSON is nested too deeply to be a dataset file.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: could not be read ({exc}).") from exc
 
 
+@contextlib.contextmanager
+def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
+    """An opened, not yet decoded image whose header declares at most ``limits.MAX_IMAGE_PIXELS`` pixels.
+
+    Every decoding failure inside the block becomes a ``DatasetError`` naming the file.
+    """
+    limit = limits.MAX_IMAGE_PIXELS.value()
+    try:
+        with warnings.catch_warnings():
+            # our own check (below) replaces Pillow's warning; its hard stop (2x its limit) still applies
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > limit:
+                    raise DatasetError(
+                        f"{path}: the {what} is {width}x{height} pixels, more than the limit of {limit} "
+                        "(a decompression bomb?)."
+                    )
+                yield image
+    except DatasetError:
+        raise
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: the {what} does not exist.") from exc
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(
+            f"{path}: the {what} declares more pixels than the limit of {limit} (a decompression bomb?)."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise DatasetError(f"{path}: not a readable {what} ({_first_line(exc)}).") from exc
+    except _DECODE_ERRORS as exc:
+        raise DatasetError(f"{path}: not a readable {what} ({_first_line(exc)}).") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: the image does not exist.") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc}).") from exc
+    with open_image(path) as image:
+        width, height = image.size
     return height, width
 
 
 def read_rgb(path: Path) -> np.ndarray:
     """Decode an image to HxWx3 uint8; truncated files and decompression bombs become ``DatasetError``."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: the image does not exist.") from exc
-    except (
-        UnidentifiedImageError,
-        OSError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc}).") from exc
+    with open_image(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def read_label_png(
@@ -71,22 +110,19 @@ def read_label_png(
     Values must be ``< num_classes`` or equal to ``ignore_value``; anything else means the file does not
     belong to this benchmark's class table, and we say so rather than score garbage.
     """
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-                raise DatasetError(
-                    f"{path}: label maps must be single-channel PNGs, this one is mode {image.mode}."
-                )
-            raw = np.asarray(image)
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: the label map does not exist.") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable PNG ({exc}).") from exc
-    if expected_size is not None and raw.shape[:2] != tuple(expected_size):
-        raise DatasetError(
-            f"{path}: the label map is {raw.shape[1]}x{raw.shape[0]} but its image is "
-            f"{expected_size[1]}x{expected_size[0]} (width x height)."
-        )
+    with open_image(path, "label map") as image:
+        if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+            raise DatasetError(
+                f"{path}: label maps must be single-channel PNGs, this one is mode {image.mode}."
+            )
+        size = (image.height, image.width)
+        if expected_size is not None and size != tuple(expected_size):
+            # refused from the header: a mismatched (or bomb-sized) map is never decoded
+            raise DatasetError(
+                f"{path}: the label map is {size[1]}x{size[0]} but its image is "
+                f"{expected_size[1]}x{expected_size[0]} (width x height)."
+            )
+        raw = np.asarray(image)
     labels = raw.astype(np.int64)
     ignore = labels == ignore_value
     bad = ~ignore & ((labels < 0) | (labels >= num_classes))

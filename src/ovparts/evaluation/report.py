@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..outputs import atomic_write
 from ..vocabulary import Vocabulary
 from .boundary import BoundaryIoU
 from .rules import RuleResult, apply_rule, harmonic
@@ -58,18 +57,11 @@ def _clean(value: Any) -> Any:
 
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:
-    """Write JSON through a temporary file in the same folder and ``os.replace``: never a half-written file."""
+    """Write JSON through a temporary file in the same folder and ``os.replace``: never a half-written file
+    (``ovparts.outputs.atomic_write``: a failure is one sentence, a killed run's temp file is recognisable)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(_clean(data), out, indent=2, allow_nan=False)
-            out.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_clean(data), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,8 +19,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-from ..hub import load_state_dict, resolve_weights
+from .. import limits
+from ..checkpoint_files import TensorSpec
+from ..config_checks import check_activations, check_dataclass_values, check_numbers, read_config_file
+from ..errors import CheckpointError, ConfigError, OvpartsError
+from ..hub import checkpoint_specs, load_state_dict, resolve_weights
 from ..imageio import atomic_write
 from ..vocabulary import Vocabulary
 
@@ -31,11 +35,32 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How the Segmenter must prepare pixels for this model (the checkpoint's own convention)."""
+    """How the Segmenter must prepare pixels for this model and bring its output back (the test-time chain).
 
-    size: tuple[int, int]  # (height, width) fed to the network
+    Two chains exist (``ovparts.preprocessing`` implements their steps):
+
+    - ``shortest_edge=None`` (transformers' CLIPSeg processor): PIL bilinear resize of the uint8 photo straight
+      to ``size``, aspect ignored, then normalisation.
+    - ``shortest_edge`` set (detectron2's test mapper, CAT-Seg / PartCATSeg): PIL bilinear resize so the
+      short edge is ``shortest_edge`` and the long edge at most ``max_size``, then normalisation. That image
+      is the network input: the model zero-pads it to a multiple of ``size_divisibility`` and interpolates it
+      (torch bilinear) to each encoder's size. The sliding window cuts its canvas and global view from it.
+
+    ``activation_before_resize``: the sigmoid is applied at the network's output resolution and the
+    probabilities are resized to the photo (CAT-Seg, PartCATSeg); otherwise the logits are resized first.
+    """
+
+    size: tuple[int, int]  # (height, width) of the network (or of one sliding window)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    shortest_edge: int | None = None
+    max_size: int | None = None
+    size_divisibility: int = 0
+    activation_before_resize: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for export metadata and the server's model description)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -66,12 +91,21 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """A config from a plain tree, every value checked (type, size, depth) before anything uses it."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"A {cls.__name__} must be a mapping of options, not {type(values).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(
                 f"Unknown {cls.__name__} option {unknown[0]!r}; known options: {', '.join(sorted(known))}."
             )
+        check_dataclass_values(cls, values, cls.__name__, ConfigError)
+        for key, value in values.items():
+            if isinstance(value, dict) and not value:
+                raise ConfigError(f"The section {cls.__name__}.{key} is empty.")
+        check_numbers(values, cls.__name__, ConfigError)
+        check_activations(values, cls.__name__, ConfigError)
         return cls(**values)
 
     def replace(self, **changes: Any) -> ModelConfig:
@@ -129,10 +163,7 @@ class PartSegModel(nn.Module):
         cls, weights: str | os.PathLike, overrides: dict[str, Any] | None = None, revision: str | None = None
     ) -> PartSegModel:
         folder = resolve_weights(weights, revision=revision)
-        try:
-            stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"The config.json in {str(folder)!r} is not valid JSON.") from err
+        stored = read_config_file(folder / "config.json", "checkpoint config", CheckpointError)
         if not isinstance(stored, dict):
             raise CheckpointError(f"The config.json in {str(folder)!r} is not a JSON object.")
         kind = stored.pop("ovparts_model", None)
@@ -144,13 +175,58 @@ class PartSegModel(nn.Module):
                 f"load it with --model {kind}."
             )
         config = cls.config_class.from_dict({**stored, **(overrides or {})})
-        model = cls._build_for_checkpoint(config, folder)
+        model = cls.checked_build(config, folder, checkpoint_specs(folder))
         model.load_checked_state_dict(load_state_dict(folder), source=str(folder))
         return model.eval()
 
     @classmethod
     def _build_for_checkpoint(cls, config: ModelConfig, folder: Path) -> PartSegModel:
         return cls(config)
+
+    @classmethod
+    def _build_on_meta(cls, config: ModelConfig, folder: Path | None) -> PartSegModel:
+        """Hook: build without side effects (no weight downloads) for the meta-device probe."""
+        return cls._build_for_checkpoint(config, folder) if folder is not None else cls(config)
+
+    @classmethod
+    def checked_build(
+        cls,
+        config: ModelConfig,
+        folder: Path | None = None,
+        specs: dict[str, TensorSpec] | None = None,
+        allow_missing: tuple[str, ...] = (),
+        rename: Callable[[dict], dict] | None = None,
+    ) -> PartSegModel:
+        """Build the model only once its size is known to be bounded and, with a checkpoint, to fit it.
+
+        The model is first built on the ``meta`` device (shapes, no memory): its parameter bytes are
+        checked against ``limits.MAX_MODEL_BYTES`` and its tensors against ``specs``, the tensors the
+        checkpoint declares (``rename`` maps the checkpoint's names to ours). Only then is it built for real.
+        """
+        source = str(folder) if folder is not None else "the given config"
+        try:
+            with torch.device("meta"):
+                probe = cls._build_on_meta(config, folder)
+        except OvpartsError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any constructor failure is the config's fault
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+            raise ConfigError(
+                f"The {cls.name} config of {source} does not describe a buildable model "
+                f"({type(err).__name__}: {detail[:200]})."
+            ) from None
+        own = {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in probe.state_dict().items()}
+        size = sum(v.numel() * v.element_size() for v in probe.state_dict().values())
+        del probe
+        most = limits.MAX_MODEL_BYTES.value()
+        if size > most:
+            raise ConfigError(
+                f"The {cls.name} config of {source} describes {size} bytes of parameters, more than the "
+                f"limit of {most} (OVPARTS_MAX_MODEL_BYTES)."
+            )
+        if specs is not None:
+            check_tensor_specs(own, rename(specs) if rename else specs, source, cls.name, allow_missing)
+        return cls._build_for_checkpoint(config, folder) if folder is not None else cls(config)
 
     @classmethod
     def _from_foreign(cls, folder: Path, stored: dict[str, Any], overrides: dict[str, Any]) -> PartSegModel:
@@ -164,22 +240,37 @@ class PartSegModel(nn.Module):
     ) -> None:
         """Load with shape checks; missing or unexpected keys are refused with one sentence."""
         own = self.state_dict()
-        missing = [k for k in own if k not in state and not k.startswith(allow_missing)]
-        unexpected = [k for k in state if k not in own]
-        if missing or unexpected:
-            detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-            raise CheckpointError(
-                f"The weights in {source!r} do not fit the {self.name} config "
-                f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {detail})."
-            )
-        for key, tensor in state.items():
-            if tuple(tensor.shape) != tuple(own[key].shape):
-                raise CheckpointError(
-                    f"The tensor {key!r} in {source!r} has shape {tuple(tensor.shape)}, "
-                    f"but the config needs {tuple(own[key].shape)}."
-                )
-            if tensor.is_floating_point() != own[key].is_floating_point():
-                raise CheckpointError(
-                    f"The tensor {key!r} in {source!r} has dtype {tensor.dtype}, expected {own[key].dtype}."
-                )
+        check_tensor_specs(
+            {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in own.items()},
+            {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in state.items()},
+            source,
+            self.name,
+            allow_missing,
+        )
         self.load_state_dict(state, strict=not allow_missing)
+
+
+def check_tensor_specs(
+    own: dict[str, TensorSpec],
+    given: dict[str, TensorSpec],
+    source: str,
+    model: str,
+    allow_missing: tuple[str, ...] = (),
+) -> None:
+    """The checkpoint's tensors (``given``) against the model's (``own``): names, shapes, kinds."""
+    missing = [k for k in own if k not in given and not k.startswith(allow_missing)]
+    unexpected = [k for k in given if k not in own]
+    if missing or unexpected:
+        detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise CheckpointError(
+            f"The weights in {source!r} do not fit the {model} config "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {detail})."
+        )
+    for key, spec in given.items():
+        if spec.shape != own[key].shape:
+            raise CheckpointError(
+                f"The tensor {key!r} in {source!r} has shape {spec.shape}, but the config needs {own[key].shape}."
+            )
+        if spec.floating != own[key].floating:
+            kind = "floating point" if own[key].floating else "integer"
+            raise CheckpointError(f"The tensor {key!r} in {source!r} is not {kind}, as the model needs.")

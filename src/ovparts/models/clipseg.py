@@ -19,7 +19,7 @@ from torch import nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ..errors import CheckpointError
-from ..hub import load_state_dict
+from ..hub import checkpoint_specs, load_state_dict
 from ..templates import TEMPLATE_SETS
 from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ..vocabulary import Vocabulary
@@ -111,6 +111,8 @@ class Attention(nn.Module):
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
+        if heads < 1 or width % heads:
+            raise ValueError(f"{heads} attention heads do not divide the width {width}")
         self.heads = heads
         self.q_proj = nn.Linear(width, width)
         self.k_proj = nn.Linear(width, width)
@@ -426,8 +428,9 @@ class ClipSeg(PartSegModel):
             raise CheckpointError(
                 f"The checkpoint in {str(folder)!r} is neither an ovparts nor a transformers CLIPSeg checkpoint."
             )
-        config = cls.config_class.from_dict({**config_from_hf(stored), **overrides})
-        model = cls._build_for_checkpoint(config, folder)
+        config = cls.config_class.from_dict({**config_from_hf(stored, folder), **overrides})
+        specs = checkpoint_specs(folder)
+        model = cls.checked_build(config, folder, specs, cls.foreign_optional, hf_state_dict_to_ovparts)
         state = hf_state_dict_to_ovparts(load_state_dict(folder))
         model.load_checked_state_dict(state, source=str(folder), allow_missing=cls.foreign_optional)
         model._after_foreign_load()
@@ -437,8 +440,12 @@ class ClipSeg(PartSegModel):
         """Hook: initialise what a transformers CLIPSeg checkpoint did not provide."""
 
 
-def config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+def config_from_hf(hf: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
     """Our config fields from a transformers CLIPSeg config.json."""
+    for section in ("text_config", "vision_config"):
+        if not isinstance(hf.get(section, {}), dict):
+            where = f" in {str(folder)!r}" if folder is not None else ""
+            raise CheckpointError(f"The config.json{where} has a {section} that is not a mapping.")
     text = {k: v for k, v in hf.get("text_config", {}).items() if k in TEXT_KEYS}
     vision = {k: v for k, v in hf.get("vision_config", {}).items() if k in VISION_KEYS}
     values = {k: hf[k] for k in HF_DECODER_KEYS if k in hf}

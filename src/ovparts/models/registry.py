@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ..config_checks import read_config_file
 from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from ..validation import check_device
 from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
@@ -68,18 +69,19 @@ def resolve_config(spec: ModelSpec, name: str, config: str | os.PathLike | dict 
         return dict(spec.configs["default"])
     if isinstance(config, dict):
         base = config.get("base", "default")
+        if not isinstance(base, str):
+            raise ConfigError(f"The config's 'base' must name a config of {name}, not {type(base).__name__}.")
         overrides = {k: v for k, v in config.items() if k != "base"}
         return {**resolve_config(spec, name, base), **overrides}
     text = str(config)
     if text in spec.configs:
         return dict(spec.configs[text])
     if text.endswith(".json"):
-        try:
-            values = json.loads(Path(text).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"The config file {text!r} could not be read as JSON.") from err
+        values = read_config_file(Path(text), "config file", ConfigError)
+        if not isinstance(values, dict):
+            raise ConfigError(f"The config file {text!r} must hold a JSON object of options.")
         values.pop("ovparts_model", None)
-        return values
+        return resolve_config(spec, name, values) if "base" in values else values
     raise ConfigError(f"Unknown config {text!r} for {name}; named configs: {', '.join(spec.configs)}.")
 
 
@@ -98,6 +100,7 @@ def load_model(
     ``class_chunk``.
     """
     spec = model_spec(name)
+    check_device(device)
     if weights is None and config is None:
         if not spec.default_weights:
             raise WeightsNotFoundError(
@@ -115,5 +118,5 @@ def load_model(
         model = spec.cls.from_pretrained(weights, overrides=overrides, revision=revision)
     else:
         values = resolve_config(spec, name, config)
-        model = spec.cls(spec.cls.config_class.from_dict(values))
+        model = spec.cls.checked_build(spec.cls.config_class.from_dict(values))
     return model.to(device).eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from typing import Literal
 
@@ -18,7 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import MaskError, OvpartsError
@@ -27,7 +30,9 @@ from . import service as svc
 from .limits import (
     InvalidRequest,
     Limits,
+    TooLarge,
     parse_vocabulary,
+    shown,
     status_for,
 )
 
@@ -53,14 +58,15 @@ class SegmentOptions(BaseModel):
     )
     object: str | None = Field(None, description="Oracle-Obj: the whole image is this vocabulary object.")
     label_format: Literal["png", "coco_rle", "none"] = Field(
-        "png", description="png: part ids as a base64 PNG (255 = no part); coco_rle: one COCO RLE per part."
+        "png",
+        description="png: part ids as a base64 PNG (255 = no part, or 65535 with 16 bits for vocabularies "
+        "of 255 parts or more; the answer's label_map.no_part says which); coco_rle: one COCO RLE per part.",
     )
     model: str | None = Field(None, description="A model loaded on this server; default: the first one.")
     background_threshold: float | None = Field(
         None,
-        ge=0.0,
-        le=1.0,
-        description="Probability below which a pixel is no part (models without a background class).",
+        description="Probability in [0, 1] below which a pixel is no part (models without a background "
+        "class); checked by the library, so the CLI and the server accept the same values.",
     )
 
 
@@ -164,8 +170,11 @@ async def read_segment_request(
     """Options, image bytes and optional mask bytes from a JSON or multipart request."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=2, max_fields=16)
+        form = await read_form(request)
         try:
+            repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1})
+            if repeated:
+                raise InvalidRequest(f"The form field {repeated[0]!r} is given more than once; send it once.")
             fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
             files = {k: v for k, v in form.items() if isinstance(v, UploadFile)}
             unknown = set(files) - {"image", "object_mask"}
@@ -186,13 +195,60 @@ async def read_segment_request(
             await form.close()
         return options, image, mask
     if content_type.startswith("application/json"):
-        body = await request.body()
-        payload = SegmentJSON.model_validate_json(body)
+        payload = parse_json_body(await request.body())
         image = decode_base64(payload.image, "image")
         mask = decode_base64(payload.object_mask, "object mask") if payload.object_mask else None
         options = SegmentOptions.model_validate(payload.model_dump(exclude={"image", "object_mask"}))
         return options, image, mask
     raise InvalidRequest("Send the request as multipart/form-data or application/json.")
+
+
+# Starlette's multipart parser: at most this many parts, and this many bytes in a part that is not a file.
+MAX_FORM_FILES = 2
+MAX_FORM_FIELDS = 16
+MAX_FORM_FIELD_BYTES = 1024 * 1024
+
+
+async def read_form(request: Request) -> FormData:
+    """The multipart form within the parser's limits; a form past them is refused like every other limit
+    (413 for too many or too large parts, 422 for a body that is not a multipart form), never a bare 400."""
+    try:
+        return await request.form(
+            max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_FIELD_BYTES
+        )
+    except (StarletteHTTPException, MultiPartException) as err:
+        text = str(getattr(err, "detail", None) or getattr(err, "message", "")).lower()
+        if "too many" in text or "exceeded" in text:
+            raise TooLarge(
+                f"The form has more parts or larger fields than the server accepts (at most "
+                f"{MAX_FORM_FILES} files and {MAX_FORM_FIELDS} fields of up to {MAX_FORM_FIELD_BYTES} bytes)."
+            ) from err
+        raise InvalidRequest(
+            "The body is not a readable multipart form; send the image with -F image=@photo.jpg."
+        ) from err
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's keys, refused when one is repeated (JSON parsers would silently keep the last)."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise InvalidRequest(f"The JSON field {shown(key)!r} is given more than once; send it once.")
+        seen[key] = value
+    return seen
+
+
+def parse_json_body(body: bytes) -> SegmentJSON:
+    """The JSON request, with repeated keys and unparseable or absurdly nested bodies refused (422)."""
+    try:
+        data = json.loads(body, object_pairs_hook=_unique_keys)
+    except RecursionError as err:
+        raise InvalidRequest("The JSON body is nested too deeply; send one flat object.") from err
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRequest("The body is not valid JSON; send one object with an 'image' field.") from err
+    if not isinstance(data, dict):
+        raise InvalidRequest("The JSON body must be one object with an 'image' field.")
+    return SegmentJSON.model_validate(data)
 
 
 def build_router(service: svc.SegmentService) -> APIRouter:

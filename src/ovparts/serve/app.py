@@ -7,7 +7,9 @@ so the limits hold for the sum of page and API traffic.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from .. import __version__
+from ..errors import ConfigError
 from ..models.base import PartSegModel
 from .api import BodyLimit, build_router, install_error_handlers
 from .limits import Limits
@@ -82,6 +85,36 @@ def create_app(
     )
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind ``host``:``port`` once and let go, so a busy port or a host that is not this machine's is one
+    sentence before the models load, instead of a log line and exit code 3 after "Serving on ..."."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, OSError) as err:
+        raise ConfigError(
+            f"The host {host!r} does not resolve to an address; use 127.0.0.1, 0.0.0.0 or a name of this machine."
+        ) from err
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"The port {port} on {host} is already in use; stop the other server or choose another --port."
+            ) from err
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"The host {host!r} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its own."
+            ) from err
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise ConfigError(
+                f"Binding port {port} needs privileges this process lacks; choose a port above 1023."
+            ) from err
+        raise ConfigError(f"The server cannot listen on {host}:{port} ({err.strerror or err}).") from err
+
+
 def serve(
     models: Sequence[ServedModel],
     host: str = "127.0.0.1",
@@ -92,5 +125,13 @@ def serve(
     """Run the app with uvicorn until interrupted (what ``ovparts serve`` calls)."""
     import uvicorn
 
+    check_address(host, port)
     app = create_app(models, limits=limits, ui=ui)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    except SystemExit as exit_:  # uvicorn exits when it cannot bind after all (a race with another server)
+        if exit_.code not in (None, 0):
+            raise ConfigError(
+                f"The server could not start on {host}:{port}; see the message above."
+            ) from None
+        raise

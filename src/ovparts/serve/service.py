@@ -14,13 +14,16 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from ..errors import MaskError, VocabularyError
+from ..errors import ImageError, MaskError, VocabularyError
 from ..inference import SegmentationResult, Segmenter
 from ..models.base import PartSegModel
-from ..visualize import label_png
+from ..object_masks import read_object_mask
+from ..validation import check_background_threshold
+from ..visualize import no_part_value
 from ..vocabulary import Vocabulary
 from . import rle
-from .limits import Gate, Limits, TooLarge, check_image_bytes
+from .budget import Plan, pixel_weights, plan_request, scale_labels
+from .limits import Gate, Limits, TooLarge, check_image_bytes, image_header_size
 
 LABEL_FORMATS = ("png", "coco_rle", "none")
 PROTOCOLS = ("pred_all", "oracle_obj")
@@ -70,9 +73,10 @@ class SegmentService:
             )
         return self.models[key]
 
-    def check(self, request: Request) -> None:
-        """Everything that can be refused without decoding, so a bad request never takes a model slot."""
-        self.served(request.model)
+    def check(self, request: Request) -> Plan:
+        """Everything that can be refused without decoding, so a bad request never takes a model slot: the
+        options, the upload's size, and the work and memory the request would take (from the header)."""
+        served = self.served(request.model)
         limit = self.limits.max_upload_bytes
         if len(request.image) > limit:
             raise TooLarge(f"The image is {len(request.image)} bytes, more than the limit of {limit} bytes.")
@@ -83,28 +87,38 @@ class SegmentService:
             if name not in request.vocabulary.objects:
                 objects = ", ".join(request.vocabulary.objects[:12])
                 raise MaskError(f"The object {name!r} is not in the vocabulary ({objects}).")
-        threshold = request.background_threshold
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise VocabularyError(f"The background threshold must lie in [0, 1], got {threshold}.")
+        check_background_threshold(request.background_threshold)
+        size = image_header_size(request.image, self.limits)
+        return plan_request(size, len(request.vocabulary), served.model, len(request.image), self.limits)
 
-    def run(self, request: Request) -> tuple[Image.Image, SegmentationResult]:
-        """The CPU work of a checked request: decode the image (and mask), run the model."""
+    def run(self, request: Request, plan: Plan | None = None) -> tuple[Image.Image, SegmentationResult]:
+        """The CPU work of a checked request: decode the image (and mask), resize both to the plan's working
+        size, run the model. The result is at the working size; ``result_payload`` scales it back."""
+        plan = plan or self.check(request)
         image = check_image_bytes(request.image, self.limits)
         size = (image.height, image.width)
+        if size != plan.size:  # the header lied about the size it decodes to
+            raise ImageError("The image decodes to another size than its header declares.")
         mask = None
         if request.object_mask is not None:
             mask = decode_mask_png(request.object_mask, self.limits, size)
+            if plan.resized:
+                mask = scale_labels(mask, plan.working, mask.dtype)
         elif request.object_name is not None:
             index = request.vocabulary.objects.index(" ".join(request.object_name.split()))
-            mask = np.full(size, index, dtype=np.int64)
+            mask = np.full(plan.working, index, dtype=np.int64)
+        if plan.resized:
+            image = image.resize((plan.working[1], plan.working[0]), resample=Image.BILINEAR)
         model = self.served(request.model).model
         segmenter = Segmenter(model, background_threshold=request.background_threshold, keep_scores=False)
-        return image, segmenter(image, request.vocabulary, object_mask=mask)
+        result = segmenter(image, request.vocabulary, object_mask=mask)
+        result.extras["image_size"] = plan.size  # result_payload scales the label map back to it
+        return image, result
 
     def submit(self, request: Request, finish: Callable[[Image.Image, SegmentationResult], T]) -> Future[T]:
         """Check ``request`` and queue it; ``finish`` (e.g. encoding the answer) runs on the model thread too."""
-        self.check(request)
-        return self.gate.submit(lambda: finish(*self.run(request)))
+        plan = self.check(request)
+        return self.gate.submit(lambda: finish(*self.run(request, plan)))
 
     def segment(self, request: Request) -> tuple[Image.Image, SegmentationResult]:
         """Run one request synchronously within the limits (the web page's path)."""
@@ -118,22 +132,12 @@ class SegmentService:
 
 
 def decode_mask_png(data: bytes, limits: Limits, size: tuple[int, int]) -> np.ndarray:
-    """An object-id mask from PNG bytes; its size is checked from the header before decoding."""
+    """An object-id mask from PNG bytes, read by the library's reader (the CLI's rules: header first)."""
     if len(data) > limits.max_upload_bytes:
         raise TooLarge(
             f"The object mask is {len(data)} bytes, more than the limit of {limits.max_upload_bytes} bytes."
         )
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if (probe.height, probe.width) != size:
-                raise MaskError(
-                    f"The object mask is {probe.width}x{probe.height}, the image {size[1]}x{size[0]}."
-                )
-            return np.array(probe)
-    except MaskError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any decoder failure is the same user error
-        raise MaskError("The object mask is not a readable single-channel PNG of object ids.") from err
+    return read_object_mask(data, size)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -143,43 +147,97 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def result_payload(
-    result: SegmentationResult, model: str, label_format: str = "png", elapsed_ms: float | None = None
+    result: SegmentationResult,
+    model: str,
+    label_format: str = "png",
+    elapsed_ms: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict:
     """The JSON answer: parts present with areas and scores, and the label map in the asked format.
 
-    ``png``: the part ids as an 8-bit PNG (16-bit beyond 255 parts), no part = 255 (or 65535), base64.
-    ``coco_rle``: one COCO RLE per part present, so each part's mask decodes with pycocotools alone.
+    ``size`` (height, width) is the uploaded image's when the request ran at a smaller working size: the
+    label map is scaled back to it by nearest neighbour, and pixel counts are those of the scaled map.
+    ``png``: the part ids as an 8-bit PNG with 255 = no part, or 16-bit with 65535 = no part for
+    vocabularies of 255 parts or more, base64. ``coco_rle``: one COCO RLE per part present, so each part's
+    mask decodes with pycocotools alone.
     """
     if label_format not in LABEL_FORMATS:
         raise VocabularyError(
             f"Unknown label format {label_format!r}; choose from {', '.join(LABEL_FORMATS)}."
         )
-    height, width = result.part_map.shape
+    working = result.part_map.shape
+    height, width = size or result.extras.get("image_size") or working
+    parts, no_part_share = (
+        (result.summary(), float((result.part_map < 0).mean()))
+        if (height, width) == working
+        else weighted_summary(result, (height, width))
+    )
     payload: dict = {
         "model": model,
         "protocol": result.protocol,
         "width": int(width),
         "height": int(height),
         "vocabulary": result.vocabulary.format(),
-        "no_part_share": float((result.part_map < 0).mean()),
-        "parts": result.summary(),
+        "no_part_share": no_part_share,
+        "parts": parts,
     }
-    if label_format == "png":
-        no_part = 255 if result.part_map.max(initial=-1) < 255 else 65535
-        payload["label_map"] = {
-            "format": "png",
-            "no_part": no_part,
-            "data": base64.b64encode(png_bytes(label_png(result.part_map))).decode("ascii"),
-        }
-    elif label_format == "coco_rle":
-        payload["label_map"] = {
-            "format": "coco_rle",
-            "size": [int(height), int(width)],
-            "segments": [
-                {"id": row["id"], "name": row["name"], "rle": rle.encode(result.part_map == row["id"])}
-                for row in payload["parts"]
-            ],
-        }
+    if label_format == "none":
+        pass
+    else:
+        labels, no_part = label_array(result, (height, width))
+        if label_format == "png":
+            payload["label_map"] = {
+                "format": "png",
+                "no_part": no_part,
+                "data": base64.b64encode(png_bytes(Image.fromarray(labels))).decode("ascii"),
+            }
+        else:
+            payload["label_map"] = {
+                "format": "coco_rle",
+                "size": [int(height), int(width)],
+                "segments": [
+                    {"id": row["id"], "name": row["name"], "rle": rle.encode(labels == row["id"])}
+                    for row in payload["parts"]
+                ],
+            }
     if elapsed_ms is not None:
         payload["elapsed_ms"] = round(elapsed_ms, 2)
     return payload
+
+
+def label_array(result: SegmentationResult, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """The part-id map at ``size`` in the PNG's dtype (uint8, or uint16 from 255 parts on) and its
+    no-part value; built in the compact dtype, so a large upload costs one or two bytes a pixel here."""
+    no_part = no_part_value(len(result.vocabulary))
+    dtype = np.uint8 if no_part == 255 else np.uint16
+    working = np.where(result.part_map >= 0, result.part_map, no_part)
+    return scale_labels(working, size, dtype), no_part
+
+
+def weighted_summary(result: SegmentationResult, size: tuple[int, int]) -> tuple[list[dict], float]:
+    """``result.summary()`` and the no-part share as they are for the label map scaled to ``size``: each
+    working pixel counts for the full-size pixels it stands for, so the numbers match the map exactly."""
+    weights = pixel_weights(result.part_map.shape, size)
+    valid = result.part_map >= 0
+    ids = result.part_map[valid]
+    counts = np.bincount(ids, weights=weights[valid], minlength=len(result.vocabulary))
+    sums = np.bincount(
+        ids, weights=weights[valid] * result.confidence[valid], minlength=len(result.vocabulary)
+    )
+    total = size[0] * size[1]
+    rows = []
+    for pid in np.flatnonzero(counts).tolist():
+        part = result.vocabulary.parts[pid]
+        count = int(round(counts[pid]))
+        rows.append(
+            {
+                "id": pid,
+                "name": part.name,
+                "object": part.object,
+                "part": part.part,
+                "pixels": count,
+                "share": count / total,
+                "mean_score": float(sums[pid] / counts[pid]),
+            }
+        )
+    return rows, 1.0 - float(counts.sum()) / total

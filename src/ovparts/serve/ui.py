@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..errors import MaskError, OvpartsError  # noqa: E402
-from ..visualize import label_png, palette  # noqa: E402
+from ..visualize import palette  # noqa: E402
 from ..vocabulary import BENCHMARKS  # noqa: E402
 from . import service as svc  # noqa: E402
 from .limits import InvalidRequest, parse_vocabulary  # noqa: E402
@@ -130,7 +130,8 @@ class Page:
         folder = self._result_dir()
         label_path = folder / "parts.png"
         json_path = folder / "segmentation.json"
-        label_png(result.part_map).save(label_path)
+        labels, _ = svc.label_array(result, (payload["height"], payload["width"]))
+        Image.fromarray(labels).save(label_path)
         json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
         found = len(payload["parts"])
         status = (

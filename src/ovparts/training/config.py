@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..config_checks import check_dataclass_values
 from ..errors import ConfigError
 
 # The shipped recipes: one YAML per published run, their shared values in ``base/``. A regular install (wheel,
@@ -206,6 +207,8 @@ def read_yaml_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         values = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, _yaml().YAMLError) as err:
         raise ConfigError(f"The recipe {str(path)!r} could not be read as YAML ({err}).") from err
+    except RecursionError:
+        raise ConfigError(f"The recipe {str(path)!r} is nested too deeply to be a recipe.") from None
     if not isinstance(values, dict):
         raise ConfigError(f"The recipe {str(path)!r} must hold a mapping of sections.")
     base = values.pop("base", None)
@@ -260,6 +263,8 @@ def _section(cls: type, values: Any, where: str) -> Any:
         raise ConfigError(
             f"Unknown recipe key {where}.{unknown[0]}; known keys of {where}: {', '.join(sorted(known))}."
         )
+    # every value against its field's type, so a wrong one is named here and not deep inside a run
+    check_dataclass_values(cls, values, where, ConfigError)
     return cls(**values)
 
 
@@ -271,6 +276,9 @@ def recipe_from_dict(values: dict[str, Any]) -> Recipe:
         raise ConfigError(
             f"Unknown recipe section {unknown[0]!r}; known sections: {', '.join(sorted(known))}."
         )
+    for key in ("name", "out_dir"):
+        if key in values and not isinstance(values[key], str | int):
+            raise ConfigError(f"The recipe's {key!r} must be a string.")
     sections = {key: _section(cls, values.get(key), key) for key, cls in SECTIONS.items()}
     recipe = Recipe(
         name=str(values.get("name", "run")), out_dir=str(values.get("out_dir", "runs/${name}")), **sections
