@@ -1,6 +1,6 @@
 """CAT-Seg (CVPR and old releases) against fixtures produced by the official code on a real photo.
 
-Each case's official checkpoint goes through ``ovparts convert catseg`` (with OpenAI's real BPE tokenizer)
+Each case's official checkpoint goes through ``ovparts convert catseg`` (with OpenAI's real BPE tokenizer, the shared `clip_bpe_tokenizer_dir` fixture)
 and ``ovparts.Segmenter`` on the same photo and vocabulary; the official sliding-window evaluation's
 network outputs, folded canvas, final probabilities and label map must be reproduced (docs/parity.md).
 """
