@@ -130,3 +130,65 @@ def install_detectron2(scratch: Path, commit: str = "HEAD") -> Path:
 def add_to_path(folder: Path) -> None:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+def cpu_only():
+    """A torch function mode that runs CUDA-only official code on the CPU.
+
+    Every ``device="cuda"`` (keyword or positional, string or ``torch.device``) given to a torch function or
+    tensor method becomes ``"cpu"`` and ``Tensor.cuda()`` returns the tensor unchanged. Nothing else changes:
+    the official code computes exactly what it computes on a GPU, in fp32.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    def on_cpu(value: object) -> object:
+        if isinstance(value, str) and value.startswith("cuda"):
+            return "cpu"
+        if isinstance(value, torch.device) and value.type == "cuda":
+            return torch.device("cpu")
+        return value
+
+    class CpuOnly(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.cuda:
+                return args[0]
+            kwargs = dict(kwargs or {})
+            if "device" in kwargs:
+                kwargs["device"] = on_cpu(kwargs["device"])
+            return func(*(on_cpu(a) for a in args), **kwargs)
+
+    return CpuOnly()
+
+
+def numpy_aliases() -> None:
+    """``np.float``/``np.int``/``np.bool``, which official mappers and evaluators written for numpy < 1.24 use.
+
+    They were plain aliases of the Python builtins, so restoring them changes no result.
+    """
+    import numpy as np
+
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def redirect_from_pretrained(cls: type, folders: dict[str, Path]) -> None:
+    """``cls.from_pretrained(hub_id)`` reads ``folders[hub_id]`` instead of downloading; other ids fail."""
+    original = cls.from_pretrained.__func__
+
+    def from_pretrained(klass, name, *args, **kwargs):
+        if str(name) not in folders:
+            raise RuntimeError(f"The parity harness has no local stand-in for {name!r}.")
+        return original(klass, str(folders[str(name)]), *args, **kwargs)
+
+    cls.from_pretrained = classmethod(from_pretrained)
+
+
+def pillow_aliases() -> None:
+    """``Image.LINEAR``/``CUBIC``/``ANTIALIAS``, removed in Pillow 10; they were aliases of the same filters."""
+    from PIL import Image
+
+    for name, value in (("LINEAR", Image.BILINEAR), ("CUBIC", Image.BICUBIC), ("ANTIALIAS", Image.LANCZOS)):
+        if not hasattr(Image, name):
+            setattr(Image, name, value)
