@@ -90,3 +90,24 @@ def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
     click.echo(result.report())
     click.echo(f"Saved to {out_dir}.")
+
+
+@converter_command("clipseg", "CIDAS/clipseg-rd64-refined")
+def convert_clipseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
+    """Convert an OV-PARTS CLIPSeg baseline checkpoint (.pth with clipseg_model. keys) into OUT_DIR.
+
+    The visual adapter and the learned non-object (background) vector come with it.
+
+    \b
+    Example:
+      ovparts convert clipseg clipseg_voc.pth clipseg-ovparts-voc/
+      ovparts segment photo.jpg --model clipseg --weights clipseg-ovparts-voc/ --vocab "cat: head, ear"
+    """
+    from .clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+
+    conversion = convert_state_dict(read_official_checkpoint(checkpoint))
+    click.echo(conversion.summary())
+    if conversion.unconsumed:
+        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
+    path = write_checkpoint(conversion, out_dir, tokenizer)
+    click.echo(f"Wrote {path} (load it with --model clipseg --weights {path}).")
