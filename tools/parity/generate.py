@@ -14,6 +14,7 @@ from pathlib import Path
 # case -> module of tools/parity with a generate(out, scratch, seed) function
 CASES = {
     "partclipseg_voc": "partclipseg",
+    "clipseg_ovparts": "clipseg_ovparts",
 }
 
 

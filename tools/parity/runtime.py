@@ -83,10 +83,13 @@ class _Placeholder(type):
 
 
 class _StandInFinder:
-    """Resolves ``torchvision`` and every ``torchvision.*`` submodule to a stand-in module."""
+    """Resolves each of ``names`` and all their submodules to stand-in modules."""
+
+    def __init__(self, names: tuple[str, ...] = ("torchvision",)) -> None:
+        self.names = names
 
     def find_spec(self, fullname: str, path: object = None, target: object = None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
+        if fullname.split(".")[0] in self.names:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None
 
@@ -113,8 +116,17 @@ def install_torchvision_stand_in() -> None:
     Every name resolves to a placeholder class whose construction fails loudly, so a harness run that
     reached torchvision code would stop rather than compute something else.
     """
-    if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _StandInFinder())
+    install_stand_ins(("torchvision",))
+
+
+def install_stand_ins(names: tuple[str, ...]) -> None:
+    """Packages an official code base imports at module level but never calls on the path the harness runs
+    (e.g. OV_PARTS imports ``mmseg`` for its ZSseg+ baseline): every name in them is a placeholder that
+    fails loudly when used."""
+    present = {n for f in sys.meta_path if isinstance(f, _StandInFinder) for n in f.names}
+    missing = tuple(n for n in names if n not in present)
+    if missing:
+        sys.meta_path.insert(0, _StandInFinder(missing))
 
 
 def install_detectron2(scratch: Path, commit: str = "HEAD") -> Path:

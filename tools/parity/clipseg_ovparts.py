@@ -1,0 +1,140 @@
+"""Case ``clipseg_ovparts``: OpenRobotLab/OV_PARTS's CLIPSeg baseline (VA+L+F+D), Pascal-Part zero-shot.
+
+OV-PARTS published this baseline's checkpoints (``clipseg_model.`` keys: transformers' CLIPSeg with the
+OV-PARTS visual adapter and learned non-object vector). Its test-time path, as ``train_net.py --eval-only``
+runs it: ``configs/zero_shot/clipseg_voc.yaml`` (``ORACLE: True``), detectron2's ``build_model``,
+``DetectionCheckpointer``, the official ``SemanticObjPartDatasetMapper`` and ``model([sample])``. Its only
+protocol is Oracle-Obj: ``sem_seg`` holds the sigmoid of the bilinearly upsampled part logits with the parts
+of absent objects zeroed, and ``GeneralizedSemSegEvaluator.process`` takes ``argmax`` and ignores every
+pixel outside the sample's object mask (its first instance mask, nearest-resized to the image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import fixtures, hf_clipseg, runtime
+
+CONFIG = "configs/zero_shot/clipseg_voc.yaml"
+STRIDE = 3
+NOISE = 1.0
+GAINS = {"transposed_convolution.4.weight": 20.0}
+IGNORE = 255
+# Imported at module level by OV_PARTS's other baselines (ZSseg+: mmseg; CAT-Seg: open_clip, whose installed
+# release would import the repository's trimmed transformers copy), never called on CLIPSeg's path.
+STAND_INS = ("mmseg", "open_clip")
+
+
+def run_official(scratch: Path, seed: int) -> dict:
+    root = hf_clipseg.setup("ov_parts", scratch)
+    runtime.install_stand_ins(STAND_INS)
+    with runtime.cpu_only():
+        import baselines  # noqa: F401  (registers the meta-architectures and datasets)
+        import transformers
+        from baselines.data.dataset_mappers.object_part_mapper import SemanticObjPartDatasetMapper
+        from baselines.data.datasets.register_pascal_part_116 import OBJ_CLASS_NAMES
+        from detectron2.modeling import build_model
+
+        runtime.redirect_from_pretrained(
+            transformers.CLIPSegProcessor, {hf_clipseg.HUB_ID: hf_clipseg.processor_folder(root, scratch)}
+        )
+        standin = hf_clipseg.pretrained_folder(
+            transformers.CLIPSegForImageSegmentation, transformers.CLIPSegConfig, scratch, seed
+        )
+        runtime.redirect_from_pretrained(
+            transformers.CLIPSegForImageSegmentation, {hf_clipseg.HUB_ID: standin}
+        )
+        hf_clipseg.register_test_metadata(OBJ_CLASS_NAMES)
+        dataset_dict = hf_clipseg.write_annotations(scratch, OBJ_CLASS_NAMES)
+
+        cfg = hf_clipseg.build_cfg(root, CONFIG)
+        assert cfg.ORACLE
+        model = build_model(cfg)
+        checkpoint = scratch / "official.pth"
+        state = hf_clipseg.perturbed(model.state_dict(), seed + 1, NOISE, GAINS)
+        torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
+        hf_clipseg.load_official_checkpoint(model, checkpoint)
+        model.eval()
+        sample = SemanticObjPartDatasetMapper(cfg, False)(dataset_dict)
+        captured: dict = {}
+        hook = model.clipseg_model.register_forward_hook(
+            lambda module, args, kwargs, out, into=captured: into.update(out), with_kwargs=True
+        )
+        with torch.no_grad(), hf_clipseg.SigmoidRecorder(fixtures.photo().shape[:2]) as sigmoids:
+            output = model([sample])[0]
+        hook.remove()
+    return {
+        "output": output,
+        "network": captured,
+        "sigmoids": sigmoids.results,
+        "sample": sample,
+        "checkpoint": checkpoint,
+    }
+
+
+def evaluator_labels(probs: torch.Tensor, sample: dict) -> torch.Tensor:
+    """``GeneralizedSemSegEvaluator.process``'s label map: argmax, ignore outside the first object mask."""
+    labels = probs.argmax(dim=0)
+    mask = sample["instances"].gt_masks[0].float()[None, None]
+    mask = F.interpolate(mask, size=labels.shape[-2:], mode="nearest")[0, 0]
+    return torch.where(mask == 0.0, IGNORE, labels).to(torch.uint8)
+
+
+def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
+    ran = run_official(scratch, seed)
+    tokens = len(hf_clipseg.CLASSES)
+    probs = ran["sigmoids"][0][0]  # the inference's one sigmoid: (T, H, W) before absent objects are zeroed
+    oracle = ran["output"]["sem_seg"]
+    own = [i for i, c in enumerate(hf_clipseg.CLASSES) if c.split("'s")[0] == hf_clipseg.OBJECT]
+    others = [i for i in range(tokens) if i not in own]
+    assert torch.equal(oracle[own], probs[own]) and not oracle[others].any()
+    height, width = fixtures.photo().shape[:2]
+    outputs = {
+        "logits": fixtures.subsample(ran["network"]["logits"][0], STRIDE),
+        "part_probs": fixtures.subsample(probs, STRIDE),
+        "oracle_obj_labels": evaluator_labels(oracle, ran["sample"]),
+        "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
+    }
+    state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
+    case = {
+        "case": "clipseg_ovparts",
+        "method": "clipseg",
+        "official_repo": "OpenRobotLab/OV_PARTS",
+        "official_commit": hf_clipseg.commit_of("ov_parts"),
+        "config_files": {"oracle_obj": CONFIG},
+        "meta_architecture": "baselines/clipseg.py:CLIPSeg",
+        "dataset_mapper": "baselines/data/dataset_mappers/object_part_mapper.py:SemanticObjPartDatasetMapper",
+        "evaluator": "baselines/evaluation/generalized_sem_seg_evaluation.py:GeneralizedSemSegEvaluator.process",
+        "classes": hf_clipseg.CLASSES,
+        "text_inputs": 'the class names with "\'s" removed ("cat tail"), then the learned non-object vector',
+        "object": hf_clipseg.OBJECT,
+        "object_mask": {"shape": "ellipse", **hf_clipseg.MASK_ELLIPSE},
+        "architecture": hf_clipseg.ARCHITECTURE,
+        "protocols": ["oracle_obj"],
+        "photo_format": "PNG of the photo, read by the official inference with PIL .convert('RGB')",
+        "stride": STRIDE,
+        "seed": seed,
+        "outputs": {
+            "logits": "(T+1, 352, 352)[::3, ::3] decoder output: parts, then the non-object vector",
+            "part_probs": "(T, H, W)[::3, ::3] sigmoid of the bilinear upsampling of the part logits "
+            "(Oracle-Obj's 'sem_seg' is its object's channels of it, the others zeroed)",
+            "oracle_obj_labels": "(H, W) the evaluator's argmax of 'sem_seg'; 255 outside its object mask "
+            "(the mapper's 800-short-side mask, nearest-resized back)",
+            "object_mask": "(H, W) the object mask the sample was made from (category only reaches the model)",
+        },
+        "replaced_at_run_time": [
+            "from_pretrained('CIDAS/clipseg-rd64-refined'): processor from a local folder (OpenAI BPE from "
+            "baselines/third_party, the hub's preprocessor settings); model from a seeded random "
+            "CLIPSegForImageSegmentation (the repository's patched copy) of reduced width saved by its own "
+            "save_pretrained",
+            "'cuda' devices -> CPU (torch function mode); np.float/np.int/np.bool and Pillow's LINEAR/CUBIC/"
+            "ANTIALIAS aliases restored",
+            "vendored transformers 4.29 run with tokenizers 0.13.3 and huggingface_hub 0.14.1",
+            "test-set metadata: the classes above registered as " + hf_clipseg.DATASET,
+        ],
+        "checkpoint_keys": len(state),
+    }
+    return fixtures.write_case(out / "clipseg_ovparts", case, state, outputs)
