@@ -1,85 +1,67 @@
-"""Fixtures of the official parity suite (tests/fixtures/official/<case>/, written by tools/parity/generate.py)."""
+"""Fixtures of the official parity tests.
+
+``clip_bpe_tokenizer_dir`` is provisional: a real CLIP BPE tokenizer folder (vocab.json + merges.txt) built
+from OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` as shipped in the ``open_clip_torch`` wheel. The shared
+session fixture of the same name replaces it once both branches are merged.
+"""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-OFFICIAL = Path(__file__).resolve().parents[1] / "fixtures" / "official"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official"
 
 
-@pytest.fixture(scope="session")
-def clip_bpe_tokenizer_dir(tmp_path_factory) -> Path:
-    """Provisional: OpenAI's CLIP BPE tokenizer (49408 tokens) as transformers files, built from the merges
-    file in the installed open_clip_torch wheel (the ``tokenizer`` branch adds the shared fixture)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("open_clip")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    found = [Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders]
-    found = [p for p in found if p.is_file()]
-    if not found:
-        pytest.fail(
-            "open_clip_torch is not installed (pip install --no-deps open_clip_torch).", pytrace=False
-        )
-    with gzip.open(found[0], "rt", encoding="utf-8") as handle:
-        merges = handle.read().split("\n")[1 : 49152 - 256 - 2 + 1]
+def _bytes_to_unicode() -> dict[int, str]:
+    """OpenAI's reversible byte -> printable character table (the GPT-2 / CLIP BPE alphabet)."""
     printable = [
         *range(ord("!"), ord("~") + 1),
         *range(ord("¡"), ord("¬") + 1),
         *range(ord("®"), ord("ÿ") + 1),
     ]
-    table = {b: chr(b) for b in printable}
-    for extra, byte in enumerate(b for b in range(256) if b not in printable):
-        table[byte] = chr(256 + extra)
-    symbols = list(table.values())
-    tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges)]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+def write_clip_bpe_folder(gz_path: Path, folder: Path) -> Path:
+    """vocab.json + merges.txt in transformers' CLIPTokenizer format, ids as OpenAI's SimpleTokenizer."""
+    with gzip.open(gz_path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    folder = tmp_path_factory.mktemp("clip-bpe")
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     config = {
         "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": 77,
         "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>",
         "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "model_max_length": 77,
+        "do_lower_case": True,
     }
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
 
 
-class OfficialCase:
-    """One committed case: its description, the official checkpoint and the official outputs."""
-
-    def __init__(self, name: str) -> None:
-        from safetensors.torch import load_file
-
-        self.folder = OFFICIAL / name
-        self.info = json.loads((self.folder / "case.json").read_text())
-        self.checkpoint = self.folder / "official.pth"
-        self.outputs = load_file(self.folder / "outputs.safetensors")
-
-
 @pytest.fixture(scope="session")
-def official_case():
-    cache: dict[str, OfficialCase] = {}
-
-    def load(name: str) -> OfficialCase:
-        if name not in cache:
-            cache[name] = OfficialCase(name)
-        return cache[name]
-
-    return load
-
-
-@pytest.fixture(scope="session")
-def chelsea_rgb() -> np.ndarray:
-    from skimage import data
-
-    return data.chelsea()
+def clip_bpe_tokenizer_dir(tmp_path_factory) -> Path:
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        pytest.fail("open_clip_torch is not installed (make install-dev installs it with --no-deps).")
+    gz = Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz"
+    return write_clip_bpe_folder(gz, tmp_path_factory.mktemp("clip-bpe"))

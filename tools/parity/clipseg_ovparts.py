@@ -83,7 +83,7 @@ def evaluator_labels(probs: torch.Tensor, sample: dict) -> torch.Tensor:
     return torch.where(mask == 0.0, IGNORE, labels).to(torch.uint8)
 
 
-def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
+def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
     ran = run_official(scratch, seed)
     tokens = len(hf_clipseg.CLASSES)
     probs = ran["sigmoids"][0][0]  # the inference's one sigmoid: (T, H, W) before absent objects are zeroed
@@ -99,11 +99,11 @@ def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
         "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
     }
     state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
-    case = {
-        "case": "clipseg_ovparts",
+    info = {
+        "case": case,
         "method": "clipseg",
         "official_repo": "OpenRobotLab/OV_PARTS",
-        "official_commit": hf_clipseg.commit_of("ov_parts"),
+        "official_commit": fixtures.commit_of(runtime.mirror("ov_parts")),
         "config_files": {"oracle_obj": CONFIG},
         "meta_architecture": "baselines/clipseg.py:CLIPSeg",
         "dataset_mapper": "baselines/data/dataset_mappers/object_part_mapper.py:SemanticObjPartDatasetMapper",
@@ -135,6 +135,11 @@ def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
             "vendored transformers 4.29 run with tokenizers 0.13.3 and huggingface_hub 0.14.1",
             "test-set metadata: the classes above registered as " + hf_clipseg.DATASET,
         ],
+        "checkpoint": "seeded random weights, official layout {'model': state_dict}, fp16 tensors",
         "checkpoint_keys": len(state),
+        "photo": fixtures.PHOTO,
+        "generator_version": fixtures.GENERATOR_VERSION,
+        "spread": fixtures.spread(probs),
     }
-    return fixtures.write_case(out / "clipseg_ovparts", case, state, outputs)
+    fixtures.write_fixture(out / case, state, info, outputs)
+    return info

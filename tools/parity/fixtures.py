@@ -1,38 +1,131 @@
-"""What every parity case shares: the photo, seeding, fp16 storage, the CLIP BPE tokenizer folder, writing.
+"""Helpers shared by every parity case: the photo, seeded random weights, and the fixture files.
 
-A case folder (``tests/fixtures/official/<case>/``) holds ``official.pth`` (the official-format checkpoint),
-``case.json`` (where it came from and how it was run) and ``outputs.safetensors`` (what the official code
-computed). The tests read the same photo from scikit-image, so it is never stored.
+A fixture folder ``tests/fixtures/official/<case>/`` holds ``official.pth`` (the checkpoint in the official
+layout), ``case.json`` (what was run) and ``outputs.safetensors`` (what the official code produced).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import random
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
 
 GENERATOR_VERSION = 1
-PHOTO = "skimage.data.chelsea"  # 451 x 300 RGB, a cat
+PHOTO = "skimage.data.chelsea"
 
 
 def photo() -> np.ndarray:
-    """(300, 451, 3) uint8 RGB."""
-    from skimage import data
+    """The test photo, (300, 451, 3) uint8 RGB."""
+    from skimage import data  # noqa: PLC0415
 
-    return np.ascontiguousarray(data.chelsea())
+    return data.chelsea()
 
 
-def write_photo(folder: Path) -> Path:
-    """The photo as a lossless PNG, for official code that reads images from files."""
-    from PIL import Image
+def save_photo_png(folder: Path) -> Path:
+    """The photo as a lossless PNG file, so a file reader sees exactly the array the tests use."""
+    from PIL import Image  # noqa: PLC0415
 
     path = folder / "chelsea.png"
     Image.fromarray(photo()).save(path)
     return path
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Inputs per output unit of a weight: (out, in, *kernel) -> in * prod(kernel); 1-D -> its length."""
+    if len(shape) < 2:
+        return max(shape[0] if shape else 1, 1)
+    return int(np.prod(shape[1:]))
+
+
+def norm_modules(model: torch.nn.Module) -> set[str]:
+    """Names of the normalisation modules (LayerNorm, GroupNorm, BatchNorm, detectron2's FrozenBatchNorm)."""
+    return {name for name, m in model.named_modules() if "Norm" in type(m).__name__}
+
+
+def randomize(
+    state: Mapping[str, torch.Tensor],
+    gen: torch.Generator,
+    norms: set[str],
+    gain: float = 1.0,
+    keep: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """Seeded random values for every floating tensor, scaled so activations neither vanish nor explode.
+
+    Weights get N(0, gain^2 / fan_in); weights of the modules in ``norms`` 1 + N(0, 0.1^2) (running
+    variances 1 + |N(0, 0.1^2)|); biases and other 1-D parameters N(0, 0.05^2). Keys containing any of
+    ``keep`` (buffers such as attention masks) are copied unchanged.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not value.is_floating_point() or any(k in key for k in keep):
+            out[key] = value.clone()
+            continue
+        shape = tuple(value.shape)
+        noise = torch.randn(shape, generator=gen)
+        module, _, leaf = key.rpartition(".")
+        if module in norms and leaf == "weight":
+            out[key] = 1 + 0.1 * noise
+        elif module in norms and leaf == "running_var":
+            out[key] = 1 + 0.1 * noise.abs()
+        elif value.dim() <= 1:
+            out[key] = 0.05 * noise
+        else:
+            out[key] = noise * (gain / fan_in(shape) ** 0.5)
+    return out
+
+
+def fp16_rounded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors stored as fp16 (a smaller fixture); the official run uses exactly these values."""
+    return {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in state.items()
+    }
+
+
+def as_float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def commit_of(repo: Path, rev: str = "HEAD") -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write_fixture(
+    folder: Path,
+    checkpoint: Mapping[str, torch.Tensor],
+    case: dict,
+    outputs: Mapping[str, torch.Tensor],
+) -> None:
+    """Write ``official.pth`` ({"model": state dict}, as detectron2 saves), ``case.json`` and outputs."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": dict(checkpoint)}, folder / "official.pth")
+    (folder / "case.json").write_text(json.dumps(case, indent=2, sort_keys=False) + "\n")
+    save_file({k: v.detach().contiguous() for k, v in outputs.items()}, str(folder / "outputs.safetensors"))
+
+
+def spread(probabilities: torch.Tensor) -> dict[str, float]:
+    """How informative a (K, H, W) probability map is: range, std, and how many labels the argmax uses."""
+    labels = probabilities.argmax(0)
+    counts = torch.bincount(labels.flatten(), minlength=probabilities.shape[0]).float()
+    return {
+        "min": float(probabilities.min()),
+        "max": float(probabilities.max()),
+        "std": float(probabilities.std()),
+        "labels_used": int((counts > 0).sum()),
+        "largest_label_share": float(counts.max() / counts.sum()),
+    }
 
 
 def ellipse_mask(
@@ -45,25 +138,21 @@ def ellipse_mask(
     return (dy**2 + dx**2 <= 1.0).astype(np.uint8)
 
 
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def fp16_rounded(state: dict) -> dict:
-    """Floating tensors stored as fp16 (what goes into the file); other tensors unchanged."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+def subsample(tensor: torch.Tensor, stride: int) -> torch.Tensor:
+    """Every ``stride``-th pixel of the last two dimensions (a stride coprime to the network's upsampling
+    factors, so every position of its transposed-convolution kernels is sampled)."""
+    return tensor[..., ::stride, ::stride].contiguous()
 
 
 def write_clip_tokenizer(bpe_gz: Path, folder: Path) -> Path:
-    """OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` as a transformers CLIP tokenizer folder.
+    """OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` as a transformers CLIP tokenizer folder, for official code
+    that loads its tokenizer with ``from_pretrained``.
 
     The vocabulary is OpenAI's: the 256 byte symbols, the same with ``</w>``, one token per merge (the first
     48894 merges), then ``<|startoftext|>`` (49406) and ``<|endoftext|>`` (49407).
     """
+    import gzip  # noqa: PLC0415
+
     with gzip.open(bpe_gz, "rt", encoding="utf-8") as handle:
         lines = handle.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
@@ -99,31 +188,3 @@ def _bytes_to_unicode() -> dict[int, str]:
             chars.append(256 + extra)
             extra += 1
     return dict(zip(keep, (chr(c) for c in chars), strict=True))
-
-
-def subsample(tensor, stride: int):
-    """Every ``stride``-th pixel of the last two dimensions (a stride coprime to the network's upsampling
-    factors, so every position of its transposed-convolution kernels is sampled)."""
-    return tensor[..., ::stride, ::stride].contiguous()
-
-
-def write_case(
-    out: Path, case: dict[str, Any], checkpoint: dict, outputs: dict[str, Any], fp16: bool = True
-) -> Path:
-    """``official.pth`` ({"model": state dict}, fp16 floats when ``fp16``), ``case.json``, ``outputs.safetensors``."""
-    import torch
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    model = fp16_rounded(checkpoint) if fp16 else checkpoint
-    torch.save({"model": model}, out / "official.pth")
-    case = {
-        **case,
-        "generator_version": GENERATOR_VERSION,
-        "photo": PHOTO,
-        "checkpoint_dtype": "float16" if fp16 else "float32",
-    }
-    (out / "case.json").write_text(json.dumps(case, indent=2) + "\n")
-    tensors = {k: torch.as_tensor(v).contiguous() for k, v in outputs.items()}
-    save_file(tensors, out / "outputs.safetensors")
-    return out

@@ -1,38 +1,39 @@
-"""Write the official-parity fixtures: ``python tools/parity/generate.py CASE --out tests/fixtures/official``.
+"""Generate an official parity fixture by hand: ``python tools/parity/generate.py CASE --out DIR``.
 
-Run by hand with the official repositories mirrored locally (see docs/parity.md), never in CI.
+Runs the official code (extracted from the local mirrors at run time) in the separate ``/work/offenv``-style
+environment; never run in CI. See docs/parity.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 from pathlib import Path
 
-# case -> module of tools/parity with a generate(out, scratch, seed) function
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tools.parity import catseg, clipseg_ovparts, partclipseg  # noqa: E402
+
 CASES = {
-    "partclipseg_voc": "partclipseg",
-    "clipseg_ovparts": "clipseg_ovparts",
+    **{name: catseg.generate for name in catseg.RELEASES},
+    "partclipseg_voc": partclipseg.generate,
+    "clipseg_ovparts": clipseg_ovparts.generate,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("case", choices=sorted(CASES))
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/official"))
+    parser.add_argument("--scratch", type=Path, default=None, help="extraction folder (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scratch", type=Path, default=None, help="folder for extracted repositories")
     args = parser.parse_args(argv)
-    out = args.out.resolve()
-    repo = Path(__file__).resolve().parents[2]
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
-    module = importlib.import_module(f"tools.parity.{CASES[args.case]}")
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ovparts-parity-"))
-    path = module.generate(out, scratch.resolve(), args.seed)
-    print(f"Wrote {path}")
+    scratch.mkdir(parents=True, exist_ok=True)
+    info = CASES[args.case](args.case, args.out, scratch, seed=args.seed)
+    print(f"{args.case}: written to {args.out / args.case}; spread {info['spread']}")
     return 0
 
 

@@ -122,9 +122,11 @@ def processor_folder(root: Path, scratch: Path) -> Path:
 
 def pretrained_folder(model_class: type, config_class: type, scratch: Path, seed: int) -> Path:
     """The stand-in for the hub's weights: the official class's own seeded initialisation, saved by it."""
+    import torch  # noqa: PLC0415
+
     folder = scratch / f"clipseg-standin-{model_class.__name__}-{seed}"
     if not (folder / "config.json").is_file():
-        fixtures.seed_everything(seed)
+        torch.manual_seed(seed)
         model_class(config_class(**ARCHITECTURE)).save_pretrained(str(folder))
     return folder
 
@@ -205,7 +207,7 @@ def write_annotations(folder: Path, obj_classes: list[str]) -> dict[str, Any]:
     """
     from PIL import Image
 
-    image = fixtures.write_photo(folder)
+    image = fixtures.save_photo_png(folder)
     height, width = fixtures.photo().shape[:2]
     mask = object_mask(height, width)
     obj_id = obj_classes.index(OBJECT)
@@ -263,14 +265,3 @@ class SigmoidRecorder:
 
     def __exit__(self, *exc):
         return self._mode.__exit__(*exc)
-
-
-def commit_of(name: str) -> str:
-    import subprocess
-
-    return subprocess.run(
-        ["git", "-C", str(runtime.mirror(name)), "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()

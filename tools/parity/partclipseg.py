@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import fixtures, hf_clipseg
+from . import fixtures, hf_clipseg, runtime
 
 CONFIGS = {
     "pred_all": "configs/zero_shot/partclipseg_voc_pred_all.yaml",
@@ -28,8 +28,6 @@ GAINS = {"transposed_convolution.4.weight": 20.0, "part_obj_with_cond_embed.4.we
 
 def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> dict:
     root = hf_clipseg.setup("partclipseg", scratch)
-    from . import runtime
-
     with runtime.cpu_only():
         import baselines  # noqa: F401  (registers the meta-architectures and datasets)
         import transformers
@@ -71,7 +69,7 @@ def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> di
     return {"results": results, "checkpoint": checkpoint, "root": root, "cfg_files": CONFIGS}
 
 
-def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
+def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
     ran = run_official(scratch, seed)
     pred_all, oracle = ran["results"]["pred_all"], ran["results"]["oracle_obj"]
     tokens = len(hf_clipseg.CLASSES)
@@ -97,11 +95,11 @@ def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
         "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
     }
     state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
-    case = {
-        "case": "partclipseg_voc",
+    info = {
+        "case": case,
         "method": "partclipseg",
         "official_repo": "kaist-cvml/part-clipseg",
-        "official_commit": hf_clipseg.commit_of("partclipseg"),
+        "official_commit": fixtures.commit_of(runtime.mirror("partclipseg")),
         "config_files": CONFIGS,
         "meta_architecture": "baselines/partclipseg.py:PartCLIPSeg",
         "dataset_mapper": "baselines/data/dataset_mappers/object_part_mapper.py:SemanticObjPartDatasetMapper",
@@ -130,6 +128,11 @@ def generate(out: Path, scratch: Path, seed: int = 0) -> Path:
             "vendored transformers 4.29 run with tokenizers 0.13.3 and huggingface_hub 0.14.1",
             "test-set metadata: the classes above registered as " + hf_clipseg.DATASET,
         ],
+        "checkpoint": "seeded random weights, official layout {'model': state_dict}, fp16 tensors",
         "checkpoint_keys": len(state),
+        "photo": fixtures.PHOTO,
+        "generator_version": fixtures.GENERATOR_VERSION,
+        "spread": fixtures.spread(probs_with_bg[0]),
     }
-    return fixtures.write_case(out / "partclipseg_voc", case, state, outputs)
+    fixtures.write_fixture(out / case, state, info, outputs)
+    return info

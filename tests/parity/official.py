@@ -1,0 +1,56 @@
+"""Loading committed official fixtures and comparing ovparts' outputs with them (shared by the parity tests)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official"
+ATOL = 1e-4
+
+
+@dataclass
+class OfficialCase:
+    """One committed case: what was run (``info``), the checkpoint path and the official outputs."""
+
+    name: str
+    info: dict
+    checkpoint: Path
+    outputs: dict[str, torch.Tensor]
+
+    @classmethod
+    def load(cls, name: str) -> OfficialCase:
+        folder = FIXTURES / name
+        if not (folder / "case.json").is_file():
+            raise FileNotFoundError(f"The parity fixture {folder} is missing; see docs/parity.md.")
+        info = json.loads((folder / "case.json").read_text())
+        return cls(name, info, folder / "official.pth", load_file(str(folder / "outputs.safetensors")))
+
+
+def max_diff(ours: torch.Tensor | np.ndarray, official: torch.Tensor) -> float:
+    ours = torch.as_tensor(np.asarray(ours) if not isinstance(ours, torch.Tensor) else ours).float()
+    assert tuple(ours.shape) == tuple(official.shape), f"shape {tuple(ours.shape)} vs {tuple(official.shape)}"
+    return float((ours - official.float()).abs().max())
+
+
+def assert_close(ours, official: torch.Tensor, what: str, atol: float = ATOL) -> None:
+    diff = max_diff(ours, official)
+    assert diff <= atol, f"{what}: max abs difference {diff:.3g} from the official output (allowed {atol:g})"
+
+
+def assert_same_labels(
+    ours: np.ndarray, official: torch.Tensor, what: str, where: np.ndarray | None = None
+) -> None:
+    """Identical labels, on the pixels ``where`` is true (all by default: e.g. Oracle-Obj's object mask)."""
+    ours = np.asarray(ours)
+    theirs = official.numpy().astype(np.int64)
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
+    where = np.ones(ours.shape, dtype=bool) if where is None else np.asarray(where, dtype=bool)
+    assert where.any(), f"{what}: no pixel to compare"
+    differ = float((ours != theirs)[where].mean())
+    assert differ == 0.0, f"{what}: {100 * differ:.2f}% of the pixels get another label than the official one"
