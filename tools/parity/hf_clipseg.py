@@ -108,7 +108,6 @@ def setup(name: str, scratch: Path) -> Path:
     runtime.add_to_path(root)
     runtime.numpy_aliases()
     runtime.pillow_aliases()
-    os.chdir(root)  # the official code runs from its repository root
     return root
 
 
