@@ -3,9 +3,10 @@
 
 The fixture holds a seeded random checkpoint in the official format and what the official test-time path
 computed with it on scikit-image's cat photo (tools/parity/clipseg_ovparts.py). Here the checkpoint goes
-through ``ovparts convert clipseg`` (its Python API) and ``ovparts.Segmenter`` with the object mask
-(Oracle-Obj, the protocol OV-PARTS evaluates); network outputs, image-size probabilities and the label map
-the official evaluator scores must match.
+through ``ovparts convert clipseg`` (its Python API) and ``ovparts.Segmenter``: with the object mask
+(Oracle-Obj, the protocol OV-PARTS evaluates) and without (Pred-All, as part-clipseg's copy of the baseline
+evaluates it); network outputs, image-size probabilities and the label maps the official evaluators score
+must match.
 """
 
 from __future__ import annotations
@@ -84,3 +85,15 @@ def test_oracle_obj(case, segmenter, vocab, chelsea):
     # the evaluator scores pixels inside its own (resized) copy of the object mask
     where = mask & (official.numpy() != IGNORE)
     assert_same_labels(result.part_map, official, "Oracle-Obj label map", where)
+
+
+def test_pred_all(case, segmenter, vocab, chelsea):
+    """Pred-All as part-clipseg's copy of the baseline evaluates it: argmax over the parts and the non-object
+    map (index T), no object gating."""
+    result = segmenter(chelsea, vocab)
+    tokens = len(vocab)
+    assert_close(
+        _stride(case, torch.from_numpy(result.part_scores)), case.outputs["part_probs"], "part probabilities"
+    )
+    labels = np.where(result.part_map < 0, tokens, result.part_map)
+    assert_same_labels(labels, case.outputs["pred_all_labels"], "Pred-All label map")

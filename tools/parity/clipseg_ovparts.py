@@ -11,6 +11,8 @@ pixel outside the sample's object mask (its first instance mask, nearest-resized
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +21,8 @@ import torch.nn.functional as F
 from . import fixtures, hf_clipseg, runtime
 
 CONFIG = "configs/zero_shot/clipseg_voc.yaml"
+# part-clipseg's copy of the baseline adds a Pred-All output (all parts + the non-object map, argmax)
+COPY_CONFIG = "configs/zero_shot/clipseg_voc_pred_all.yaml"
 STRIDE = 3
 NOISE = 1.0
 GAINS = {"transposed_convolution.4.weight": 20.0}
@@ -28,8 +32,10 @@ IGNORE = 255
 STAND_INS = ("mmseg", "open_clip")
 
 
-def run_official(scratch: Path, seed: int) -> dict:
-    root = hf_clipseg.setup("ov_parts", scratch)
+def run_official(repo: str, config: str, scratch: Path, seed: int, checkpoint: Path | None = None) -> dict:
+    """The baseline's test-time path in repository ``repo`` (``ov_parts``, or ``partclipseg`` for its copy);
+    writes ``scratch/official.pth`` unless an existing ``checkpoint`` is given."""
+    root = hf_clipseg.setup(repo, scratch)
     runtime.install_stand_ins(STAND_INS)
     with runtime.cpu_only():
         import baselines  # noqa: F401  (registers the meta-architectures and datasets)
@@ -50,12 +56,12 @@ def run_official(scratch: Path, seed: int) -> dict:
         hf_clipseg.register_test_metadata(OBJ_CLASS_NAMES)
         dataset_dict = hf_clipseg.write_annotations(scratch, OBJ_CLASS_NAMES)
 
-        cfg = hf_clipseg.build_cfg(root, CONFIG)
-        assert cfg.ORACLE
+        cfg = hf_clipseg.build_cfg(root, config)
         model = build_model(cfg)
-        checkpoint = scratch / "official.pth"
-        state = hf_clipseg.perturbed(model.state_dict(), seed + 1, NOISE, GAINS)
-        torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
+        if checkpoint is None:
+            checkpoint = scratch / "official.pth"
+            state = hf_clipseg.perturbed(model.state_dict(), seed + 1, NOISE, GAINS)
+            torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
         hf_clipseg.load_official_checkpoint(model, checkpoint)
         model.eval()
         sample = SemanticObjPartDatasetMapper(cfg, False)(dataset_dict)
@@ -67,12 +73,43 @@ def run_official(scratch: Path, seed: int) -> dict:
             output = model([sample])[0]
         hook.remove()
     return {
+        "cfg": cfg,
         "output": output,
         "network": captured,
         "sigmoids": sigmoids.results,
         "sample": sample,
         "checkpoint": checkpoint,
     }
+
+
+def run_partclipseg_copy(scratch: Path, seed: int, checkpoint: Path) -> dict[str, torch.Tensor]:
+    """part-clipseg's copy of the baseline on the same checkpoint, for its Pred-All output ``sem_seg_all``.
+
+    Both repositories define top-level ``baselines`` and ``transformers`` and register the same detectron2
+    names, so the copy runs in a process of its own.
+    """
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    result = scratch / "partclipseg_copy.safetensors"
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from tools.parity.clipseg_ovparts import copy_main; copy_main(Path(sys.argv[2]), int(sys.argv[3]), "
+        "Path(sys.argv[4]), Path(sys.argv[5]))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    args = [str(repo), str(scratch / "partclipseg-copy"), str(seed), str(checkpoint), str(result)]
+    subprocess.run([sys.executable, "-c", code, *args], check=True)
+    return load_file(str(result))
+
+
+def copy_main(scratch: Path, seed: int, checkpoint: Path, result: Path) -> None:
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    ran = run_official("partclipseg", COPY_CONFIG, scratch, seed, checkpoint)
+    assert not ran["cfg"].ORACLE
+    tensors = {"logits": ran["network"]["logits"][0], "sem_seg_all": ran["output"]["sem_seg_all"]}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(result))
 
 
 def evaluator_labels(probs: torch.Tensor, sample: dict) -> torch.Tensor:
@@ -84,7 +121,11 @@ def evaluator_labels(probs: torch.Tensor, sample: dict) -> torch.Tensor:
 
 
 def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
-    ran = run_official(scratch, seed)
+    ran = run_official("ov_parts", CONFIG, scratch, seed)
+    assert ran["cfg"].ORACLE
+    copy = run_partclipseg_copy(scratch, seed, ran["checkpoint"])
+    # the same model in both repositories: the same logits from the same checkpoint
+    torch.testing.assert_close(copy["logits"], ran["network"]["logits"][0], atol=1e-5, rtol=0)
     tokens = len(hf_clipseg.CLASSES)
     probs = ran["sigmoids"][0][0]  # the inference's one sigmoid: (T, H, W) before absent objects are zeroed
     oracle = ran["output"]["sem_seg"]
@@ -96,6 +137,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
         "logits": fixtures.subsample(ran["network"]["logits"][0], STRIDE),
         "part_probs": fixtures.subsample(probs, STRIDE),
         "oracle_obj_labels": evaluator_labels(oracle, ran["sample"]),
+        "pred_all_labels": copy["sem_seg_all"].argmax(dim=0).to(torch.uint8),
         "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
     }
     state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
@@ -104,7 +146,13 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
         "method": "clipseg",
         "official_repo": "OpenRobotLab/OV_PARTS",
         "official_commit": fixtures.commit_of(runtime.mirror("ov_parts")),
-        "config_files": {"oracle_obj": CONFIG},
+        "config_files": {
+            "oracle_obj": CONFIG,
+            "pred_all": "kaist-cvml/part-clipseg@"
+            + fixtures.commit_of(runtime.mirror("partclipseg"))
+            + ":"
+            + COPY_CONFIG,
+        },
         "meta_architecture": "baselines/clipseg.py:CLIPSeg",
         "dataset_mapper": "baselines/data/dataset_mappers/object_part_mapper.py:SemanticObjPartDatasetMapper",
         "evaluator": "baselines/evaluation/generalized_sem_seg_evaluation.py:GeneralizedSemSegEvaluator.process",
@@ -113,7 +161,9 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
         "object": hf_clipseg.OBJECT,
         "object_mask": {"shape": "ellipse", **hf_clipseg.MASK_ELLIPSE},
         "architecture": hf_clipseg.ARCHITECTURE,
-        "protocols": ["oracle_obj"],
+        "protocols": ["oracle_obj", "pred_all"],
+        "pred_all_source": "part-clipseg's copy of baselines/clipseg.py (its PartCLIPSeg paper reran the "
+        "baseline with it) on the same checkpoint; its CLIPSegEvaluator takes argmax of 'sem_seg_all'",
         "photo_format": "PNG of the photo, read by the official inference with PIL .convert('RGB')",
         "stride": STRIDE,
         "seed": seed,
@@ -123,6 +173,8 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
             "(Oracle-Obj's 'sem_seg' is its object's channels of it, the others zeroed)",
             "oracle_obj_labels": "(H, W) the evaluator's argmax of 'sem_seg'; 255 outside its object mask "
             "(the mapper's 800-short-side mask, nearest-resized back)",
+            "pred_all_labels": "(H, W) argmax of 'sem_seg_all' (the parts and the non-object map, no gating); "
+            "T = non-object",
             "object_mask": "(H, W) the object mask the sample was made from (category only reaches the model)",
         },
         "replaced_at_run_time": [
