@@ -5,11 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: venv demo test lint format clean
 
+# open_clip_torch carries OpenAI's CLIP merges file and reference tokenizer for the real-tokenizer tests;
+# --no-deps because open_clip's own dependencies (torchvision, timm) are not needed: it is never imported.
 $(BIN)/ovparts: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps open_clip_torch==3.3.0
 	touch $(BIN)/ovparts
 
 venv: $(BIN)/ovparts

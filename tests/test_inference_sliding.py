@@ -55,7 +55,7 @@ def test_catseg_uses_the_sliding_window_by_default_on_a_non_square_image(chelsea
     model = ovparts.load_model("catseg", config="tiny")
     vocab = ovparts.Vocabulary.parse("cat: head, ear, leg")
     sliding = ovparts.Segmenter(model)
-    assert sliding.sliding_window == SlidingWindow(canvas=48, overlap=0.333)
+    assert sliding.sliding_window == SlidingWindow(canvas=48, overlap=0.333, window=32)
     image = chelsea[:50, :80]
     result = sliding(image, vocab)
     assert result.part_map.shape == (50, 80) and result.part_scores.shape == (3, 50, 80)

@@ -20,6 +20,7 @@ from .errors import MaskError, VocabularyError
 from .imageio import ImageLike, load_image
 from .models.base import PartLogits, PartSegModel
 from .precision import autocast, check_precision
+from .preprocessing import image_tensor, interpolate, normalize, resize_shortest_edge
 from .vocabulary import Vocabulary
 
 # Above this many P x H x W elements the full score tensor is not kept unless asked for (256 MB in float32).
@@ -30,14 +31,17 @@ UPSAMPLE_CHUNK = 16
 @dataclass(frozen=True)
 class SlidingWindow:
     """CAT-Seg's evaluation (design notes section 1.10): the image resized to ``canvas`` x ``canvas`` (aspect
-    not kept), covered by windows of the model's input size every ``window * (1 - overlap)`` pixels, plus a
+    not kept), covered by ``window`` x ``window`` crops every ``window * (1 - overlap)`` pixels, plus a
     global view of the whole image at the window size. Probabilities are averaged where windows overlap,
     then 50/50 with the upsampled global view. 640 / 384 / 0.333 gives the official 2x2 windows + 1 view.
+    ``window=None`` uses the model's input size; the model resizes windows of another size to its input
+    (official ViT-L: 384 windows fed to CLIP at 336).
     """
 
     canvas: int = 640
     overlap: float = 0.333
     global_view: bool = True
+    window: int | None = None
 
 
 def window_starts(canvas: int, window: int, overlap: float) -> list[int]:
@@ -49,6 +53,25 @@ def window_starts(canvas: int, window: int, overlap: float) -> list[int]:
     if starts[-1] != canvas - window:
         starts.append(canvas - window)
     return starts
+
+
+def sigmoid_logits(logits: PartLogits) -> PartLogits:
+    """The same outputs as probabilities at the network's resolution (activation "identity").
+
+    For checkpoints whose official post-processing applies the sigmoid before the resize to the photo.
+    """
+
+    def act(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else torch.sigmoid(tensor.float())
+
+    return PartLogits(
+        parts=act(logits.parts),
+        background=act(logits.background),
+        objects=act(logits.objects),
+        activation="identity",
+        extras=logits.extras,
+        object_background=act(logits.object_background),
+    )
 
 
 @dataclass
@@ -172,18 +195,25 @@ class Segmenter:
             sliding_window = SlidingWindow(
                 canvas=getattr(config, "sliding_canvas", 640),
                 overlap=getattr(config, "sliding_overlap", 0.333),
+                window=getattr(config, "sliding_window_size", None),
             )
         self.sliding_window = sliding_window or None
 
     def pixel_values(self, image: Image.Image, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """(1, 3, h, w) normalised network input: the checkpoint's resize (bilinear, aspect ignored)."""
+        """(1, 3, h, w) normalised network input, per the checkpoint's chain (``model.preprocess``).
+
+        Without ``shortest_edge`` (CLIPSeg, PartCLIPSeg): PIL bilinear resize straight to the network size,
+        aspect ignored. With it (CAT-Seg, PartCATSeg): the photo resized so its short edge is
+        ``shortest_edge`` (long edge capped at ``max_size``); the model pads and resizes it per encoder.
+        An explicit ``size`` always resizes straight to it (the first chain).
+        """
         spec = self.model.preprocess
-        size = spec.size if size is None else size
-        resized = image.resize((size[1], size[0]), resample=Image.BILINEAR)
-        array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(spec.mean).view(3, 1, 1)
-        std = torch.tensor(spec.std).view(3, 1, 1)
-        return ((array - mean) / std).unsqueeze(0).to(self.device)
+        if size is None and spec.shortest_edge is not None:
+            resized = resize_shortest_edge(image, spec.shortest_edge, spec.max_size)
+        else:
+            size = spec.size if size is None else size
+            resized = image.resize((size[1], size[0]), resample=Image.BILINEAR)
+        return normalize(image_tensor(resized), spec.mean, spec.std).to(self.device)
 
     @torch.inference_mode()
     def logits(self, image: ImageLike, vocab: Vocabulary) -> PartLogits:
@@ -191,20 +221,38 @@ class Segmenter:
 
     def _predict(self, picture: Image.Image, vocab: Vocabulary) -> PartLogits:
         with autocast(self.device, self.precision):
-            if self.sliding_window is None:
-                return self.model.predict(self.pixel_values(picture), vocab)
-            return self._predict_sliding(picture, vocab, self.sliding_window)
+            if self.sliding_window is not None:
+                return self._predict_sliding(picture, vocab, self.sliding_window)
+            out = self.model.predict(self.pixel_values(picture), vocab)
+        if self.model.preprocess.activation_before_resize and out.activation == "sigmoid":
+            return sigmoid_logits(out)
+        return out
+
+    def _sliding_views(
+        self, picture: Image.Image, canvas: int, window: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised (1, 3, canvas, canvas) canvas and (1, 3, *window) global view.
+
+        With ``shortest_edge`` (official CAT-Seg): both interpolated by torch (bilinear, no antialiasing) from
+        the short-edge-resized photo, then normalised. Without: PIL resizes of the photo itself.
+        """
+        spec = self.model.preprocess
+        if spec.shortest_edge is None:
+            return self.pixel_values(picture, (canvas, canvas)), self.pixel_values(picture, window)
+        base = image_tensor(resize_shortest_edge(picture, spec.shortest_edge, spec.max_size)).to(self.device)
+        views = (interpolate(base, (canvas, canvas)), interpolate(base, window))
+        return tuple(normalize(view, spec.mean, spec.std) for view in views)  # type: ignore[return-value]
 
     def _predict_sliding(self, picture: Image.Image, vocab: Vocabulary, spec: SlidingWindow) -> PartLogits:
         """Windows + global view in one batch; returns probabilities (activation "identity") on the canvas."""
-        win_h, win_w = self.model.preprocess.size
-        canvas = self.pixel_values(picture, (spec.canvas, spec.canvas))
+        win_h, win_w = (spec.window, spec.window) if spec.window else self.model.preprocess.size
+        canvas, global_view = self._sliding_views(picture, spec.canvas, (win_h, win_w))
         rows = window_starts(spec.canvas, win_h, spec.overlap)
         cols = window_starts(spec.canvas, win_w, spec.overlap)
         boxes = [(y, x) for y in rows for x in cols]
         crops = [canvas[..., y : y + win_h, x : x + win_w] for y, x in boxes]
         if spec.global_view:
-            crops.append(self.pixel_values(picture))
+            crops.append(global_view)
         out = self.model.predict(torch.cat(crops), vocab)
         count = torch.zeros(spec.canvas, spec.canvas, device=canvas.device)
         for y, x in boxes:
@@ -237,6 +285,7 @@ class Segmenter:
             objects=fold(out.objects),
             activation="identity",
             extras=out.extras,
+            object_background=fold(out.object_background),
         )
 
     @torch.inference_mode()

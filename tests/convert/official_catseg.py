@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 VISION, TEXT, PROJ, PATCH, GRID = 64, 64, 32, 16, 4  # heads = width / 64 = 1, as OpenAI CLIP
-VOCAB, CONTEXT = 514, 77  # the tiny tokenizer's vocabulary
+VOCAB, CONTEXT = 514, 77  # the tiny tokenizer's vocabulary (OpenAI's BPE: 49408, passed as ``vocab``)
 HIDDEN, TEXT_G, APP_G, DEC, DEC_P = 32, 16, 16, (32, 16), (8, 4)
 WINDOW = 2  # a 4x4 grid with window 2: 4 windows, shifted by 1
 
@@ -40,13 +40,15 @@ def _block(sd: dict, prefix: str, width: int, split: bool) -> None:
     sd[f"{prefix}.mlp.c_proj.bias"] = _r(width)
 
 
-def official_clip(split: bool, vision_layers: int = 3, text_layers: int = 2) -> dict[str, torch.Tensor]:
+def official_clip(
+    split: bool, vision_layers: int = 3, text_layers: int = 2, vocab: int = VOCAB
+) -> dict[str, torch.Tensor]:
     sd: dict[str, torch.Tensor] = {
         "visual.class_embedding": _r(VISION),
         "visual.positional_embedding": _r(GRID * GRID + 1, VISION),
         "visual.conv1.weight": _r(VISION, 3, PATCH, PATCH),
         "visual.proj": _r(VISION, PROJ),
-        "token_embedding.weight": _r(VOCAB, TEXT),
+        "token_embedding.weight": _r(vocab, TEXT),
         "positional_embedding": _r(CONTEXT, TEXT),
         "text_projection": _r(TEXT, PROJ),
         "logit_scale": torch.tensor(4.6052),
@@ -156,11 +158,11 @@ def official_resnet(blocks=(1, 2, 1), stem: int = 8, width: int = 4) -> dict[str
     return sd
 
 
-def official_catseg(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A whole official-layout state dict of the CVPR ("cvpr") or old ("old") release."""
+def official_catseg(variant: str, seed: int = 0, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    """A whole official-layout state dict of the CVPR ("cvpr") or old ("old") release (``vocab`` token rows)."""
     torch.manual_seed(seed)
     cvpr = variant == "cvpr"
-    clip = official_clip(split=cvpr)
+    clip = official_clip(split=cvpr, vocab=vocab)
     if cvpr:
         agg = official_aggregator(1, PROJ, (24, 12), pad=True)
         top = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .official_catseg import HIDDEN, PROJ, _ln, _r, official_aggregator, official_clip
+from .official_catseg import HIDDEN, PROJ, VOCAB, _ln, _r, official_aggregator, official_clip
 
 DINO_WIDTH, DINO_PATCH, DINO_SIDE, DINO_LAYERS = 64, 8, 4, 2  # heads = width / 64 = 1, as every release
 PROMPTS = 80
@@ -40,10 +40,10 @@ def official_dinov2(width: int = DINO_WIDTH, layers: int = DINO_LAYERS) -> dict[
     return sd
 
 
-def official_partcatseg(seed: int = 0) -> dict[str, torch.Tensor]:
+def official_partcatseg(seed: int = 0, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
     """A whole official-layout PartCATSeg state dict (old CAT-Seg CLIP, DINOv2 guidance, two stacks)."""
     torch.manual_seed(seed)
-    clip = official_clip(split=False)
+    clip = official_clip(split=False, vocab=vocab)
     agg = official_aggregator(PROMPTS, DINO_WIDTH, (DINO_WIDTH, DINO_WIDTH), pad=False)
     for key in [k for k in agg if k.startswith("layers.")]:
         rest = key[len("layers.") :]

@@ -12,13 +12,14 @@ from ovparts.convert.catseg import (
     convert_catseg_checkpoint,
     convert_catseg_state_dict,
     load_official_checkpoint,
-    with_tokenizer_ids,
 )
 from ovparts.convert.cli import convert_catseg
+from ovparts.convert.tokenizer import with_tokenizer_ids
 from ovparts.errors import CheckpointError
 from ovparts.models.catseg import CatSeg, CatSegConfig
 from ovparts.testing import tiny_tokenizer_folder
 
+from .checks import assert_text_path_follows_tokenizer, vocab_size
 from .official_catseg import GRID, PATCH, official_catseg
 
 CLIP = "sem_seg_head.predictor.clip_model."
@@ -29,15 +30,16 @@ class NotATensor:
 
 
 @pytest.fixture(scope="module", params=["cvpr", "old"])
-def converted(request):
-    official = official_catseg(request.param)
+def converted(request, tokenizer_dir):
+    official = official_catseg(request.param, vocab=vocab_size(tokenizer_dir))
     result = convert_catseg_state_dict(official)
-    return request.param, official, result, build(result)
+    return request.param, official, result, build(result, tokenizer_dir)
 
 
-def build(result) -> CatSeg:
-    config = with_tokenizer_ids(result.config, tiny_tokenizer_folder())
-    model = CatSeg(CatSegConfig.from_dict(config), tokenizer_folder=tiny_tokenizer_folder()).eval()
+def build(result, tokenizer_dir=None) -> CatSeg:
+    folder = tokenizer_dir or tiny_tokenizer_folder()
+    config = with_tokenizer_ids(result.config, folder)
+    model = CatSeg(CatSegConfig.from_dict(config), tokenizer_folder=folder).eval()
     model.load_checked_state_dict(result.state_dict, source="synthetic")
     return model
 
@@ -177,11 +179,41 @@ def test_leftover_keys_are_reported_and_fp16_becomes_fp32():
     assert "2 official key(s) not used" in result.report()
 
 
-def test_missing_keys_are_reported():
+def test_missing_keys_are_reported_under_the_official_names():
     official = official_catseg("cvpr")
     del official["sem_seg_head.predictor.transformer.head.bias"]
+    del official["sem_seg_head.predictor.clip_model.transformer.resblocks.1.attn.in_proj_bias"]
     result = convert_catseg_state_dict(official)
-    assert result.missing == ["head.head.bias"]
+    assert result.missing == [
+        "backbone.clip.text_model.encoder.layers.1.self_attn.k_proj.bias",
+        "backbone.clip.text_model.encoder.layers.1.self_attn.q_proj.bias",
+        "backbone.clip.text_model.encoder.layers.1.self_attn.v_proj.bias",
+        "head.head.bias",
+    ]
+    report = result.report()
+    # what the user can find in (or add to) their file, each once, never ovparts' own names
+    assert "2 key(s) the model needs are missing" in report
+    assert "sem_seg_head.predictor.transformer.head.bias" in report and "head.head.bias," not in report
+    assert report.count("resblocks.1.attn.in_proj_bias") == 1 and "self_attn" not in report
+
+
+def test_every_ovparts_tensor_reads_back_to_a_key_of_the_official_file():
+    from ovparts.convert.catseg import RULE_TABLES, expected_shapes
+    from ovparts.convert.keynames import official_missing_names
+
+    for variant in ("cvpr", "old"):
+        official = official_catseg(variant)
+        expected = sorted(expected_shapes(convert_catseg_state_dict(official).config))
+        for ours, names in zip(expected, official_missing_names(expected, RULE_TABLES), strict=True):
+            assert any(name in official for name in names.split(" or ")), (variant, ours, names)
+
+
+def test_a_tokenizer_larger_than_the_token_embedding_is_refused(tmp_path, clip_bpe_tokenizer_dir):
+    path = tmp_path / "official.pth"
+    torch.save({"model": official_catseg("cvpr")}, path)  # 514 token rows: the tiny tokenizer's
+    with pytest.raises(CheckpointError, match="49408 tokens, more than the checkpoint's 514"):
+        convert_catseg_checkpoint(path, tmp_path / "out", tokenizer=clip_bpe_tokenizer_dir)
+    assert not (tmp_path / "out").exists()
 
 
 def test_foreign_and_broken_checkpoints_are_refused_in_one_sentence():
@@ -214,18 +246,17 @@ def test_loading_files_is_safe(tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["cvpr", "old"])
-def test_cli_writes_a_checkpoint_that_load_model_reads(tmp_path, variant):
-    official = official_catseg(variant, seed=3)
+def test_cli_writes_a_checkpoint_that_load_model_reads(tmp_path, variant, tokenizer_dir):
+    official = official_catseg(variant, seed=3, vocab=vocab_size(tokenizer_dir))
     path = tmp_path / "official.pth"
     torch.save({"model": official}, path)
     out = tmp_path / "converted"
-    run = CliRunner().invoke(
-        convert_catseg, [str(path), str(out), "--tokenizer", str(tiny_tokenizer_folder())]
-    )
+    run = CliRunner().invoke(convert_catseg, [str(path), str(out), "--tokenizer", str(tokenizer_dir)])
     assert run.exit_code == 0, run.output
     assert f"CAT-Seg ({variant} version)" in run.output
     model = ovparts.load_model("catseg", weights=str(out))
-    direct = build(convert_catseg_state_dict(official))
+    assert_text_path_follows_tokenizer(model, tokenizer_dir)
+    direct = build(convert_catseg_state_dict(official), tokenizer_dir)
     vocab = ovparts.Vocabulary.parse("dog: head, tail")
     pixels = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

@@ -7,13 +7,15 @@ import torch
 from click.testing import CliRunner
 
 import ovparts
-from ovparts.convert.catseg import convert_catseg_state_dict, with_tokenizer_ids
+from ovparts.convert.catseg import convert_catseg_state_dict
 from ovparts.convert.cli import convert_partcatseg
 from ovparts.convert.partcatseg import convert_partcatseg_checkpoint, convert_partcatseg_state_dict
+from ovparts.convert.tokenizer import with_tokenizer_ids
 from ovparts.errors import CheckpointError
 from ovparts.models.partcatseg import PartCatSeg, PartCatSegConfig
 from ovparts.testing import tiny_tokenizer_folder
 
+from .checks import assert_text_path_follows_tokenizer, vocab_size
 from .official_catseg import official_catseg
 from .official_partcatseg import DINO_PATCH, DINO_SIDE, hub_dinov2_tokens, official_partcatseg
 
@@ -32,26 +34,27 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def official():
-    return official_partcatseg()
+def official(tokenizer_dir):
+    return official_partcatseg(vocab=vocab_size(tokenizer_dir))
 
 
 @pytest.fixture(scope="module")
-def converted(official):
+def converted(official, tokenizer_dir):
     result = convert_partcatseg_state_dict(official)
-    config = with_tokenizer_ids({**result.config, "dino_image_size": NATIVE}, tiny_tokenizer_folder())
-    model = PartCatSeg(
-        PartCatSegConfig.from_dict(config), tokenizer_folder=tiny_tokenizer_folder(), load_dino=False
-    )
+    config = with_tokenizer_ids({**result.config, "dino_image_size": NATIVE}, tokenizer_dir)
+    model = PartCatSeg(PartCatSegConfig.from_dict(config), tokenizer_folder=tokenizer_dir, load_dino=False)
     model.load_checked_state_dict(result.state_dict, source="synthetic")
     return result, model.eval()
 
 
-def test_every_key_maps_except_the_unused_object_stack(converted):
+def test_every_key_maps_except_the_unused_object_stack(official, converted):
     result, model = converted
     assert result.missing == []
-    assert result.leftover and all(k.startswith("head.layers_object.") for k in result.leftover)
-    assert any("layers_object" in note for note in result.notes)
+    # unused keys are listed under the names the user finds in their file, each exactly once
+    stack = [k for k in official if k.startswith(HEAD + "layers_object.") and not k.endswith("attn_mask")]
+    assert result.leftover == sorted(stack)
+    assert any(HEAD + "layers_object.*" in note for note in result.notes)
+    assert "head.layers_object" not in result.report()
     cfg = model.config
     assert (
         cfg.faithful and cfg.switch("object_layers") == "shared" and cfg.switch("class_attention") == "query"
@@ -95,23 +98,41 @@ def test_dinov2_from_the_hub_layout_computes_the_hub_forward(official, converted
     torch.testing.assert_close(ours.flatten(2).transpose(1, 2), ref, atol=1e-5, rtol=1e-4)
 
 
-def test_checkpoint_file_round_trip_and_the_cli(official, tmp_path):
+def test_checkpoint_file_round_trip_and_the_cli(official, tmp_path, tokenizer_dir):
     path = tmp_path / "partcatseg_voc.pth"
     torch.save({"model": official, "iteration": 19999}, path)
     out = tmp_path / "converted"
-    result = convert_partcatseg_checkpoint(path, out, tokenizer=tiny_tokenizer_folder())
+    result = convert_partcatseg_checkpoint(path, out, tokenizer=tokenizer_dir)
     assert "PartCATSeg" in result.report()
     model = ovparts.load_model("partcatseg", weights=str(out), config={"dino_image_size": NATIVE})
+    assert_text_path_follows_tokenizer(model, tokenizer_dir)
     vocab = ovparts.Vocabulary.parse("dog: head, tail; cat: head")
     with torch.no_grad():
         logits = model.predict(torch.randn(1, 3, 64, 64), vocab)
     assert logits.parts.shape == (1, 3, 16, 16) and logits.background.shape == (1, 1, 16, 16)
     again = tmp_path / "cli"
-    cli = CliRunner().invoke(
-        convert_partcatseg, [str(path), str(again), "--tokenizer", str(tiny_tokenizer_folder())]
-    )
+    cli = CliRunner().invoke(convert_partcatseg, [str(path), str(again), "--tokenizer", str(tokenizer_dir)])
     assert cli.exit_code == 0, cli.output
     assert "Saved to" in cli.output and (again / "model.safetensors").is_file()
+    assert HEAD + "layers_object.0.attention.MLP.0.bias" in cli.output and "head.layers_" not in cli.output
+
+
+def test_missing_tensors_are_named_as_in_the_official_file(official, tmp_path):
+    broken = dict(official)
+    for key in (DINO + "blocks.1.attn.qkv.weight", "sem_seg_head.predictor.non_object_embedding"):
+        del broken[key]
+    result = convert_partcatseg_state_dict(broken)
+    assert len(result.missing) == 4  # q, k, v and the background vector
+    assert sorted(set(result.missing_official)) == [
+        DINO + "blocks.1.attn.qkv.weight",
+        "sem_seg_head.predictor.non_object_embedding",
+    ]
+    path = tmp_path / "truncated.pth"
+    torch.save({"model": broken}, path)
+    with pytest.raises(
+        CheckpointError, match=r"lacks 4 .*\(e\.g\. sem_seg_head\.predictor\.non_object_embedding\)"
+    ):
+        convert_partcatseg_checkpoint(path, tmp_path / "out", tokenizer=tiny_tokenizer_folder())
 
 
 def test_wrong_checkpoints_are_refused_in_one_sentence(official, tmp_path):
@@ -119,6 +140,9 @@ def test_wrong_checkpoints_are_refused_in_one_sentence(official, tmp_path):
         convert_partcatseg_state_dict(official_catseg("old"))
     with pytest.raises(CheckpointError, match="convert partcatseg"):
         convert_catseg_state_dict(official)
+    no_patches = {k: v for k, v in official.items() if k != DINO + "patch_embed.proj.weight"}
+    with pytest.raises(CheckpointError, match=r"lacks backbone\.dinov2\.patch_embed\.proj\.weight,"):
+        convert_partcatseg_state_dict(no_patches)
     no_dino = {k: v for k, v in official.items() if not k.startswith(DINO)}
     with pytest.raises(CheckpointError, match="dinov2"):
         convert_partcatseg_state_dict(no_dino)

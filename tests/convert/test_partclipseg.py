@@ -1,4 +1,5 @@
 import fractions
+import json
 
 import click
 import pytest
@@ -12,18 +13,22 @@ from ovparts.convert.cli import convert_partclipseg
 from ovparts.convert.partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
 from ovparts.errors import CheckpointError
 from ovparts.models.partclipseg import CONFIGS
-from ovparts.testing import TINY_CLIPSEG, clipseg_hf_config, tiny_tokenizer_folder
+from ovparts.testing import TINY_CLIPSEG, clipseg_hf_config, tiny_tokenizer_folder, tokenizer_special_ids
+
+from .checks import assert_text_path_follows_tokenizer
 
 PREFIX = "partclipseg_model."
 
 
-def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+def official_state_dict(seed: int = 0, tokenizer=None) -> dict[str, torch.Tensor]:
     """Keys as the official PartCLIPSeg saves them (design notes 6.3), with the tiny architecture's shapes.
 
-    The CLIPSeg part comes from transformers itself; the PartCLIPSeg extras are listed by hand.
+    The CLIPSeg part comes from transformers itself; the PartCLIPSeg extras are listed by hand. ``tokenizer``
+    (a folder) sets the token embedding's rows; the tiny tokenizer's 514 by default.
     """
     torch.manual_seed(seed)
-    hf = CLIPSegForImageSegmentation(clipseg_hf_config(TINY_CLIPSEG))
+    special = tokenizer_special_ids(tokenizer) if tokenizer is not None else None
+    hf = CLIPSegForImageSegmentation(clipseg_hf_config(TINY_CLIPSEG, special))
     state = {PREFIX + k: v.clone() for k, v in hf.state_dict().items()}
     r, d, v = (
         TINY_CLIPSEG["reduce_dim"],
@@ -88,17 +93,28 @@ def cli():
     return root
 
 
-def test_cli_round_trip(tmp_path):
-    official = official_state_dict()
+def test_cli_round_trip(tmp_path, tokenizer_dir):
+    official = official_state_dict(tokenizer=tokenizer_dir)
     path = save_official(tmp_path / "partclipseg_voc_oracle.pth", official)
     out = tmp_path / "converted"
     args = ["convert", "partclipseg", str(path), str(out), "--config", "tiny"]
-    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tiny_tokenizer_folder())])
+    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tokenizer_dir)])
     assert result.exit_code == 0, result.output
     assert "dropped on purpose" in result.output and "unconsumed" not in result.output
     assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
     model = ovparts.load_model("partclipseg", weights=str(out))
     assert model.config.faithful is True
+    # the base config's (tiny) ids must not survive: config.json names the tokenizer written beside it
+    assert_text_path_follows_tokenizer(model, tokenizer_dir)
+    special = tokenizer_special_ids(tokenizer_dir)
+    assert {k: model.config.text_config[k] for k in special} == special
+    if special["eos_token_id"] != 513:  # a folder written by the old converter: the tiny ids, refused at load
+        stale = json.loads((out / "config.json").read_text())
+        stale["text_config"].update(bos_token_id=512, eos_token_id=513, pad_token_id=513)
+        (out / "config.json").write_text(json.dumps(stale))
+        with pytest.raises(CheckpointError, match="start-of-text id 512 is not the start-of-text id 49406"):
+            ovparts.load_model("partclipseg", weights=str(out))
+        (out / "config.json").write_text(json.dumps({**stale, "text_config": model.config.text_config}))
     ours = model.state_dict()
     for key, tensor in official.items():
         name = key[len(PREFIX) :]
@@ -110,7 +126,7 @@ def test_cli_round_trip(tmp_path):
     with torch.no_grad():
         assert model.predict(torch.randn(1, 3, 64, 64), vocab).parts.shape == (1, 3, 64, 64)
     # the output folder is never overwritten
-    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tiny_tokenizer_folder())])
+    result = CliRunner().invoke(cli(), [*args, "--tokenizer", str(tokenizer_dir)])
     assert result.exit_code == 2 and "already exists" in result.output
 
 
@@ -125,17 +141,28 @@ def test_conversion_accounts_for_every_key():
     del official[PREFIX + "decoder.reduce_cond_embed.bias"]
     conversion = convert_state_dict(official, CONFIGS["tiny"])
     assert conversion.missing == ["decoder.reduce_cond_embed.bias"]
-    with pytest.raises(CheckpointError, match="lacks 1 tensors"):
+    # messages name the key as it is spelled in the official file
+    assert f"1 missing ({PREFIX}decoder.reduce_cond_embed.bias)" in conversion.summary()
+    with pytest.raises(CheckpointError, match=f"lacks 1 tensors.*'{PREFIX}decoder.reduce_cond_embed.bias'"):
         write_checkpoint(conversion, "/nonexistent/never-written", tiny_tokenizer_folder())
+
+
+def test_a_tokenizer_larger_than_the_token_embedding_is_refused(tmp_path, clip_bpe_tokenizer_dir):
+    conversion = convert_state_dict(official_state_dict(), CONFIGS["tiny"])  # 514 token rows
+    with pytest.raises(CheckpointError, match="49408 tokens, more than the checkpoint's 514"):
+        write_checkpoint(conversion, tmp_path / "out", clip_bpe_tokenizer_dir)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(CheckpointError, match="no CLIP tokenizer files"):
+        write_checkpoint(conversion, tmp_path / "out", tmp_path)
 
 
 def test_wrong_shapes_are_refused():
     official = official_state_dict()
     official[PREFIX + "decoder.part_obj_mlp.0.weight"] = torch.zeros(16, 17)
-    with pytest.raises(CheckpointError, match="part_obj_mlp.0.weight.*shape"):
+    with pytest.raises(CheckpointError, match=f"'{PREFIX}decoder.part_obj_mlp.0.weight' has shape"):
         convert_state_dict(official, CONFIGS["tiny"])
     del official[PREFIX + "non_object_embedding"]
-    with pytest.raises(CheckpointError, match="lacks 'non_object_embedding'"):
+    with pytest.raises(CheckpointError, match=f"lacks '{PREFIX}non_object_embedding'"):
         convert_state_dict(official, CONFIGS["tiny"])
 
 

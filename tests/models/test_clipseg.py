@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoTokenizer, CLIPSegForImageSegmentation
@@ -69,25 +71,68 @@ def test_class_chunking_does_not_change_logits(tiny_clipseg_dir):
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_image_encoded_once_and_text_cached(tiny_clipseg, monkeypatch):
+@pytest.fixture(scope="module")
+def clipseg_dir(tmp_path_factory, tokenizer_dir):
+    """The tiny hub-format CLIPSeg with each test tokenizer (the real one: a 49408-row token embedding)."""
+    folder = tmp_path_factory.mktemp("clipseg")
+    return write_clipseg_checkpoint(folder, seed=0, tokenizer=tokenizer_dir)
+
+
+def test_text_path_with_each_tokenizer(clipseg_dir, tokenizer_dir):
+    """Our text conditions equal transformers' CLIPSeg ones, and distinct names give distinct vectors."""
+    model = ovparts.load_model("clipseg", weights=str(clipseg_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    text = model.backbone.clip.config.text_config
+    assert (text.bos_token_id, text.eos_token_id) == (tokenizer.bos_token_id, tokenizer.eos_token_id)
+    reference = CLIPSegForImageSegmentation.from_pretrained(clipseg_dir).eval()
+    tokens = AutoTokenizer.from_pretrained(clipseg_dir)(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model.text_conditions(TEXTS)
+        ref = reference.get_conditional_embeddings(
+            batch_size=len(TEXTS), input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        )
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    distances = torch.cdist(ours, ours) + torch.eye(len(TEXTS)) * 1e9
+    assert distances.min() > 1e-3 * ours.norm(dim=-1).mean()
+
+
+def test_legacy_hub_ids_still_load(clipseg_dir, tmp_path, clip_bpe_tokenizer_dir):
+    """Hub CLIPSeg configs from before 2023 carry bos / eos / pad = 0 / 2 / 1; transformers then pools at the
+    highest id (OpenAI's end of text), so they load and encode the same as the corrected ids."""
+    import json
+    import shutil
+
+    folder = write_clipseg_checkpoint(tmp_path / "new", seed=0, tokenizer=clip_bpe_tokenizer_dir)
+    legacy = Path(shutil.copytree(folder, tmp_path / "legacy"))
+    config = json.loads((legacy / "config.json").read_text())
+    config["text_config"].update(bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    (legacy / "config.json").write_text(json.dumps(config))
+    with torch.no_grad():
+        new = ovparts.load_model("clipseg", weights=str(folder)).text_conditions(TEXTS)
+        old = ovparts.load_model("clipseg", weights=str(legacy)).text_conditions(TEXTS)
+    torch.testing.assert_close(old, new)
+
+
+def test_image_encoded_once_and_text_cached(clipseg_dir, monkeypatch):
+    model = ovparts.load_model("clipseg", weights=str(clipseg_dir))
     vocab = ovparts.Vocabulary.parse("dog: head, leg, tail; cat: ear")
-    backbone = tiny_clipseg.backbone
+    backbone = model.backbone
     layer_calls = []
     monkeypatch.setattr(
         backbone, "run_layer", lambda i, h, f=backbone.run_layer: layer_calls.append(i) or f(i, h)
     )
     before = backbone.text_encoder_calls
     with torch.no_grad():
-        first = tiny_clipseg.predict(torch.randn(1, 3, 64, 64), vocab)
-        tiny_clipseg.predict(torch.randn(1, 3, 64, 64), vocab)
+        first = model.predict(torch.randn(1, 3, 64, 64), vocab)
+        model.predict(torch.randn(1, 3, 64, 64), vocab)
     assert backbone.text_encoder_calls == before + 1  # the second call reused the cached vocabulary
     # CLIPSeg needs blocks up to the deepest extract layer only, each run once per image
     assert layer_calls == [0, 1, 2, 3] * 2
     assert first.parts.shape == (1, 4, 64, 64) and first.background is None
 
 
-def test_text_cache_invalidated_when_weights_change(tiny_clipseg_dir):
-    model = ovparts.load_model("clipseg", weights=str(tiny_clipseg_dir))
+def test_text_cache_invalidated_when_weights_change(clipseg_dir):
+    model = ovparts.load_model("clipseg", weights=str(clipseg_dir))
     with torch.no_grad():
         before = model.text_conditions(["dog head"]).clone()
         model.backbone.clip.text_projection.weight.mul_(2.0)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
+from ..errors import CheckpointError
 from .clip_dense import clip_dense_features
 
 TEXT_BATCH = 256
@@ -34,6 +35,7 @@ class ClipBackbone(nn.Module):
 
     def __init__(self, clip: CLIPModel, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__()
+        check_special_ids(clip.config.text_config, tokenizer)
         self.clip = clip
         self.tokenizer = tokenizer
         self._text_cache: dict[tuple, torch.Tensor] = {}
@@ -187,6 +189,51 @@ class ClipBackbone(nn.Module):
         grid_h, grid_w = pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
         tokens = self.clip.visual_projection(self.clip.vision_model.post_layernorm(hidden[:, 1:]))
         return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid_h, grid_w)
+
+
+# transformers' CLIP text model treats an end-of-text id of 2 as the pre-2023 hub configs (0 / 2 / 1) and
+# pools at the highest token id of each prompt instead; OpenAI's BPE has its end-of-text id highest.
+LEGACY_EOS_ID = 2
+ID_NAMES = {"bos_token_id": "start-of-text", "eos_token_id": "end-of-text", "pad_token_id": "padding"}
+
+
+def check_special_ids(text_config: object, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse a text config whose BOS / EOS / PAD ids do not belong to the tokenizer it is paired with.
+
+    The text model pools each prompt at the first end-of-text id: with an id the tokenizer never emits, every
+    prompt would be pooled at position 0 and every class would get the same embedding. So every id must
+    exist in the tokenizer's vocabulary, and BOS / EOS must be the tokenizer's own (for legacy hub configs,
+    whose EOS is 2, the tokenizer's EOS must be its highest id, where transformers then pools).
+    """
+    get = text_config.get if isinstance(text_config, dict) else lambda k: getattr(text_config, k, None)
+    size = len(tokenizer)
+    where = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    for field, name in ID_NAMES.items():
+        value = get(field)
+        if value is not None and not 0 <= value < size:
+            raise CheckpointError(
+                f"The text config's {name} id {value} is not in the vocabulary of {where} ({size} tokens); "
+                "the config.json and the tokenizer files beside it disagree (if it came from an "
+                "older `ovparts convert`, convert the official file again)."
+            )
+    eos = get("eos_token_id")
+    if eos == LEGACY_EOS_ID:
+        highest = max(tokenizer.get_vocab().values())
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id != highest:
+            raise CheckpointError(
+                f"The text config's legacy end-of-text id 2 pools at the highest token id, but the end-of-text "
+                f"id of {where} is {tokenizer.eos_token_id}, not its highest {highest}; set the config's "
+                "bos/eos/pad ids to the tokenizer's."
+            )
+        return
+    for field in ("bos_token_id", "eos_token_id"):
+        value, own = get(field), getattr(tokenizer, field)
+        if value is not None and own is not None and value != own:
+            raise CheckpointError(
+                f"The text config's {ID_NAMES[field]} id {value} is not the {ID_NAMES[field]} id {own} of "
+                f"{where}; the config.json and the tokenizer files beside it disagree (if it came from an "
+                "older `ovparts convert`, convert the official file again)."
+            )
 
 
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:

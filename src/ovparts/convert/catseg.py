@@ -29,6 +29,12 @@ from ..backbones.clip_dense import default_guidance_layers
 from ..errors import CheckpointError
 from ..hub import read_torch_file
 from ..models.catseg_blocks import shifted_window_mask
+from .keynames import Rule, official_missing_names, official_names
+from .tokenizer import attach_tokenizer, for_shape_check
+
+# Re-exported: these tokenizer helpers lived here before the shared converter step.
+from .tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
+from .tokenizer import with_tokenizer_ids as with_tokenizer_ids
 
 # Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
 DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
@@ -41,11 +47,9 @@ HEAD_PREFIX = "head."
 OFFICIAL_CLIP = "sem_seg_head.predictor.clip_model."
 OFFICIAL_HEAD = "sem_seg_head.predictor.transformer."
 
-# (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
+# Rules are (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
 # projections, transformers stores Linear weights), split_qkv (fused q/k/v along dim 0; the template has a
 # {qkv} slot), flatten (official (1, 1, C) parameters), check_swin_mask (a buffer we recompute; verified).
-Rule = tuple[str, str, str]
-
 _BLOCK_RULES: tuple[Rule, ...] = (
     (r"ln_1\.(?P<p>weight|bias)", r"layer_norm1.\g<p>", "copy"),
     (r"ln_2\.(?P<p>weight|bias)", r"layer_norm2.\g<p>", "copy"),
@@ -118,6 +122,13 @@ TOP_RULES: tuple[Rule, ...] = (
     ),
 )
 
+# (rules, official prefix, ovparts prefix): how each part of the official file maps (read backwards for messages).
+RULE_TABLES = (
+    (CLIP_RULES, OFFICIAL_CLIP, CLIP_PREFIX),
+    (HEAD_RULES, OFFICIAL_HEAD, HEAD_PREFIX),
+    (TOP_RULES, "", ""),
+)
+
 # Key fragments that mark checkpoints of methods built on CAT-Seg: (method, converter command).
 FOREIGN_MARKERS = {
     "layers_specific_part.": ("PartCATSeg", "ovparts convert partcatseg"),
@@ -135,20 +146,21 @@ class ConversionResult:
     leftover: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The official names of the ``missing`` tensors (what the file should have held), for messages.
+    missing_official: list[str] = field(default_factory=list)
 
     def report(self) -> str:
         lines = [f"CAT-Seg ({self.variant} version): {len(self.state_dict)} tensors converted."]
         if self.leftover:
             lines.append(f"{len(self.leftover)} official key(s) not used: {', '.join(self.leftover[:10])}")
         if self.missing:
-            lines.append(
-                f"{len(self.missing)} ovparts key(s) not in the checkpoint: {', '.join(self.missing[:10])}"
-            )
+            names = list(dict.fromkeys(self.missing_official or self.missing))
+            lines.append(f"{len(names)} key(s) the model needs are missing: {', '.join(names[:10])}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
 
-def _apply_rules(
+def apply_rules(
     key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str
 ) -> list[tuple[str, Tensor]] | None:
     """Map one official tensor through the first matching rule; None if no rule matches."""
@@ -177,29 +189,32 @@ def _apply_rules(
     return None
 
 
-def _count(keys, pattern: str) -> int:
+def count_indices(keys, pattern: str) -> int:
     found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
     return max(found) + 1 if found else 0
 
 
-def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+def tensor_shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
     if key not in sd:
-        raise CheckpointError(f"The checkpoint lacks {key}, which every CAT-Seg checkpoint has.")
+        full = getattr(sd, "prefix", "") + key
+        raise CheckpointError(
+            f"The checkpoint lacks {full}, from which the converter reads the architecture."
+        )
     return tuple(sd[key].shape)
 
 
 def infer_clip_config(clip: Mapping[str, Tensor], vision_heads: int | None, text_heads: int | None) -> dict:
     """The ``transformers`` CLIPConfig (as a dict) that the OpenAI CLIP weights imply (heads = width / 64)."""
-    vwidth, _, patch, _ = _shape(clip, "visual.conv1.weight")
-    positions = _shape(clip, "visual.positional_embedding")[0]
+    vwidth, _, patch, _ = tensor_shape(clip, "visual.conv1.weight")
+    positions = tensor_shape(clip, "visual.positional_embedding")[0]
     side = round((positions - 1) ** 0.5)
-    vocab, twidth = _shape(clip, "token_embedding.weight")
-    context = _shape(clip, "positional_embedding")[0]
-    projection = _shape(clip, "visual.proj")[1]
-    vlayers = _count(clip, r"visual\.transformer\.resblocks\.(\d+)\.")
-    tlayers = _count(clip, r"transformer\.resblocks\.(\d+)\.")
-    vmlp = _shape(clip, "visual.transformer.resblocks.0.mlp.c_fc.weight")[0]
-    tmlp = _shape(clip, "transformer.resblocks.0.mlp.c_fc.weight")[0]
+    vocab, twidth = tensor_shape(clip, "token_embedding.weight")
+    context = tensor_shape(clip, "positional_embedding")[0]
+    projection = tensor_shape(clip, "visual.proj")[1]
+    vlayers = count_indices(clip, r"visual\.transformer\.resblocks\.(\d+)\.")
+    tlayers = count_indices(clip, r"transformer\.resblocks\.(\d+)\.")
+    vmlp = tensor_shape(clip, "visual.transformer.resblocks.0.mlp.c_fc.weight")[0]
+    tmlp = tensor_shape(clip, "transformer.resblocks.0.mlp.c_fc.weight")[0]
     return {
         "projection_dim": projection,
         "vision_config": {
@@ -232,11 +247,11 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
     The number of heads is not visible in any shape; the official configs all use 4. The Swin window is read
     from the stored shifted-window mask (windows x window^2 x window^2).
     """
-    hidden, prompts = _shape(head, "conv1.weight")[:2]
-    text_g, text_dim = _shape(head, "text_guidance_projection.0.weight")
-    app_g, app_dim = _shape(head, "guidance_projection.0.weight")[:2]
-    dec_g = [_shape(head, f"decoder_guidance_projection.{i}.0.weight")[:2] for i in range(2)]
-    dec = [_shape(head, f"decoder{i}.conv.double_conv.0.weight")[0] for i in (1, 2)]
+    hidden, prompts = tensor_shape(head, "conv1.weight")[:2]
+    text_g, text_dim = tensor_shape(head, "text_guidance_projection.0.weight")
+    app_g, app_dim = tensor_shape(head, "guidance_projection.0.weight")[:2]
+    dec_g = [tensor_shape(head, f"decoder_guidance_projection.{i}.0.weight")[:2] for i in range(2)]
+    dec = [tensor_shape(head, f"decoder{i}.conv.double_conv.0.weight")[0] for i in (1, 2)]
     mask_key = next((k for k in head if k.endswith("block_2.attn_mask")), None)
     window = round(head[mask_key].shape[-1] ** 0.5) if mask_key else 12
     return {
@@ -248,7 +263,7 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
         "decoder_guidance_dims": tuple(d[1] for d in dec_g),
         "decoder_guidance_proj_dims": tuple(d[0] for d in dec_g),
         "hidden_dim": hidden,
-        "num_layers": _count(head, r"layers\.(\d+)\."),
+        "num_layers": count_indices(head, r"layers\.(\d+)\."),
         "heads": 4,
         "window": window,
         "prompts": prompts,
@@ -257,14 +272,23 @@ def infer_head_config(head: Mapping[str, Tensor]) -> dict:
 
 
 def infer_resnet_config(sd: Mapping[str, Tensor]) -> dict:
-    stem = _shape(sd, "backbone.stem.conv1.weight")[0]
-    width = _shape(sd, "backbone.res2.0.conv1.weight")[0]
-    blocks = tuple(_count(sd, rf"backbone\.res{i}\.(\d+)\.") for i in (2, 3, 4))
+    stem = tensor_shape(sd, "backbone.stem.conv1.weight")[0]
+    width = tensor_shape(sd, "backbone.res2.0.conv1.weight")[0]
+    blocks = tuple(count_indices(sd, rf"backbone\.res{i}\.(\d+)\.") for i in (2, 3, 4))
     return {"blocks": blocks, "stem_width": stem, "width": width}
 
 
-def _sub(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+class SubDict(dict):
+    """The official tensors under one prefix, named without it; keeps the prefix so that messages can give
+    the full name the user finds in their file."""
+
+    prefix: str = ""
+
+
+def sub_dict(sd: Mapping[str, Tensor], prefix: str) -> SubDict:
+    out = SubDict((k[len(prefix) :], v) for k, v in sd.items() if k.startswith(prefix))
+    out.prefix = prefix
+    return out
 
 
 def detect_variant(sd: Mapping[str, Tensor]) -> str:
@@ -294,7 +318,7 @@ def convert_catseg_state_dict(
             "This is not a CAT-Seg checkpoint: it has no 'sem_seg_head.predictor.transformer.*' aggregator weights."
         )
     variant = detect_variant(official)
-    clip_sd, head_sd = _sub(official, OFFICIAL_CLIP), _sub(official, OFFICIAL_HEAD)
+    clip_sd, head_sd = sub_dict(official, OFFICIAL_CLIP), sub_dict(official, OFFICIAL_HEAD)
     head_cfg = infer_head_config(head_sd)
     clip_cfg = infer_clip_config(clip_sd, vision_heads, text_heads)
     vision = clip_cfg["vision_config"]
@@ -317,7 +341,7 @@ def convert_catseg_state_dict(
         "tokenizer": None,
     }
     if variant == "cvpr":
-        config["clip_guidance_dims"] = [_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
+        config["clip_guidance_dims"] = [tensor_shape(official, f"upsample{i}.weight")[1] for i in (1, 2)]
     else:
         config["resnet"] = infer_resnet_config(official)
 
@@ -325,25 +349,33 @@ def convert_catseg_state_dict(
 
     def map_key(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
         if key.startswith(OFFICIAL_CLIP):
-            return _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+            return apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
         if key.startswith(OFFICIAL_HEAD):
-            mapped = _apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
+            mapped = apply_rules(key[len(OFFICIAL_HEAD) :], value, HEAD_RULES, HEAD_PREFIX)
             if mapped == [] and key.endswith("attn_mask"):
-                notes.extend(_check_mask(key, value, head_cfg["window"]))
+                notes.extend(check_mask(key, value, head_cfg["window"]))
             return mapped
-        return _apply_rules(key, value, TOP_RULES, "")
+        return apply_rules(key, value, TOP_RULES, "")
 
-    out, leftover = map_state_dict(official, map_key)
-    leftover += _check_against_model(out, config)
+    origins: dict[str, str] = {}
+    out, leftover = map_state_dict(official, map_key, origins)
+    leftover += official_names(_check_against_model(out, config, origins), origins)
     expected = expected_shapes(config)
     missing = sorted(k for k in expected if k not in out)
-    return ConversionResult(out, config, variant, sorted(leftover), missing, notes)
+    named = official_missing_names(missing, RULE_TABLES)
+    return ConversionResult(out, config, variant, sorted(leftover), missing, notes, named)
 
 
 def map_state_dict(
-    official: Mapping[str, object], map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None]
+    official: Mapping[str, object],
+    map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None],
+    origins: dict[str, str] | None = None,
 ) -> tuple[dict[str, Tensor], list[str]]:
-    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers."""
+    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers.
+
+    ``origins``, when given, is filled with ovparts name -> the official name it came from, so that messages
+    about converted tensors can name the key the user finds in their file.
+    """
     out: dict[str, Tensor] = {}
     leftover: list[str] = []
     for key, value in official.items():
@@ -357,6 +389,8 @@ def map_state_dict(
             continue
         for target, tensor in mapped:
             out[target] = tensor.contiguous()
+            if origins is not None:
+                origins[target] = key
     return out, leftover
 
 
@@ -365,11 +399,13 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
 
     with torch.device("meta"):
-        model = CatSeg(CatSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+        model = CatSeg(CatSegConfig.from_dict(for_shape_check(config)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
+def _check_against_model(
+    out: dict[str, Tensor], config: dict, origins: Mapping[str, str] | None = None
+) -> list[str]:
     """Drop (and return) produced keys the model does not have; refuse tensors whose shape is wrong."""
     expected = expected_shapes(config)
     unknown = [k for k in out if k not in expected]
@@ -378,8 +414,9 @@ def _check_against_model(out: dict[str, Tensor], config: dict) -> list[str]:
     for key, tensor in out.items():
         if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"The converted tensor {key} has shape {tuple(tensor.shape)}, but the architecture read from the "
-                f"checkpoint needs {expected[key]}; the file is not a consistent CAT-Seg checkpoint."
+                f"{(origins or {}).get(key, key)} converts to {key} of shape {tuple(tensor.shape)}, but the "
+                f"architecture read from the checkpoint needs {expected[key]}; the file is not a consistent "
+                "CAT-Seg checkpoint."
             )
     return unknown
 
@@ -394,7 +431,7 @@ def clip_input_size(official: Mapping[str, Tensor], patch: int) -> int:
     return side * patch
 
 
-def _check_mask(key: str, mask: Tensor, window: int) -> list[str]:
+def check_mask(key: str, mask: Tensor, window: int) -> list[str]:
     windows = mask.shape[0]
     side = round(windows**0.5) * window
     ours = shifted_window_mask(side, side, window, window // 2)
@@ -419,43 +456,6 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
 DEFAULT_TOKENIZER = "openai/clip-vit-base-patch16"  # OpenAI's BPE, the one every CAT-Seg release uses
 
 
-def with_tokenizer_ids(config: dict, tokenizer_folder: str | os.PathLike) -> dict:
-    """The config with the text encoder's BOS / EOS / PAD ids taken from the tokenizer that will be used.
-
-    transformers pools the text at the first EOS id, so it must agree with the tokenizer (OpenAI's BPE:
-    49406 / 49407; the tests' tiny tokenizer differs).
-    """
-    from ..backbones.clip import load_tokenizer  # noqa: PLC0415
-
-    tok = load_tokenizer(tokenizer_folder)
-    ids = {
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    return {
-        **config,
-        "text_config": {**config["text_config"], **{k: v for k, v in ids.items() if v is not None}},
-    }
-
-
-def resolve_tokenizer_folder(tokenizer: str | os.PathLike) -> str:
-    """A folder with CLIP tokenizer files: a local folder as given, or a hub id from the cache / hub."""
-    from ..hub import resolve_weights  # noqa: PLC0415
-
-    path = os.path.expanduser(os.fspath(tokenizer))
-    if os.path.isdir(path) and any(
-        os.path.isfile(os.path.join(path, n)) for n in ("vocab.json", "tokenizer.json")
-    ):
-        return path
-    folder = resolve_weights(tokenizer)
-    if not any((folder / n).is_file() for n in ("vocab.json", "tokenizer.json")):
-        raise CheckpointError(
-            f"{tokenizer} has no CLIP tokenizer files (vocab.json + merges.txt or tokenizer.json)."
-        )
-    return str(folder)
-
-
 def convert_catseg_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -473,10 +473,9 @@ def convert_catseg_checkpoint(
     if result.missing:
         raise CheckpointError(
             f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
-            f"(e.g. {result.missing[0]}); it may be truncated or from another method."
+            f"(e.g. {(result.missing_official or result.missing)[0]}); it may be truncated or from another method."
         )
-    folder = resolve_tokenizer_folder(tokenizer)
-    result.config = with_tokenizer_ids(result.config, folder)
+    result.config, folder = attach_tokenizer(result.config, tokenizer)
     model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)
     model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
     model.save_pretrained(out_dir)

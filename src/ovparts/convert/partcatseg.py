@@ -34,20 +34,19 @@ from .catseg import (
     OFFICIAL_CLIP,
     OFFICIAL_HEAD,
     ConversionResult,
-    Rule,
-    _apply_rules,
-    _check_mask,
-    _count,
-    _shape,
-    _sub,
+    apply_rules,
+    check_mask,
     clip_input_size,
+    count_indices,
     infer_clip_config,
     infer_head_config,
     load_official_checkpoint,
     map_state_dict,
-    resolve_tokenizer_folder,
-    with_tokenizer_ids,
+    sub_dict,
+    tensor_shape,
 )
+from .keynames import Rule, official_missing_names, official_names
+from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_DINO = "backbone.dinov2."
 OFFICIAL_BACKGROUND = "sem_seg_head.predictor.non_object_embedding"
@@ -143,16 +142,16 @@ def _map_dino(
 
 def infer_dino_config(dino: Mapping[str, Tensor]) -> dict:
     """The ``Dinov2Config`` (as a dict) that hub DINOv2 weights imply (heads = width / 64, as every release)."""
-    width = _shape(dino, "cls_token")[-1]
-    patch = _shape(dino, "patch_embed.proj.weight")[-1]
-    positions = _shape(dino, "pos_embed")[1] - 1
+    width = tensor_shape(dino, "cls_token")[-1]
+    patch = tensor_shape(dino, "patch_embed.proj.weight")[-1]
+    positions = tensor_shape(dino, "pos_embed")[1] - 1
     side = round(positions**0.5)
-    hidden = _shape(dino, "blocks.0.mlp.fc1.weight")[0]
+    hidden = tensor_shape(dino, "blocks.0.mlp.fc1.weight")[0]
     if "blocks.0.mlp.w12.weight" in dino:
         raise CheckpointError("SwiGLU DINOv2 (ViT-g) checkpoints are not supported by this converter.")
     return {
         "hidden_size": width,
-        "num_hidden_layers": _count(dino, r"blocks\.(\d+)\."),
+        "num_hidden_layers": count_indices(dino, r"blocks\.(\d+)\."),
         "num_attention_heads": max(width // 64, 1),
         "mlp_ratio": hidden // width,
         "patch_size": patch,
@@ -166,7 +165,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     from ..models.partcatseg import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
 
     with torch.device("meta"):
-        model = PartCatSeg(PartCatSegConfig.from_dict({**config, "tokenizer": "tiny"}), load_dino=False)
+        model = PartCatSeg(PartCatSegConfig.from_dict(for_shape_check(config)), load_dino=False)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -193,9 +192,9 @@ def convert_partcatseg_state_dict(
     if not any(k.startswith(OFFICIAL_DINO) for k in official):
         raise CheckpointError("This PartCATSeg checkpoint has no 'backbone.dinov2.*' weights.")
     clip_sd, head_sd, dino_sd = (
-        _sub(official, OFFICIAL_CLIP),
-        _sub(official, OFFICIAL_HEAD),
-        _sub(official, OFFICIAL_DINO),
+        sub_dict(official, OFFICIAL_CLIP),
+        sub_dict(official, OFFICIAL_HEAD),
+        sub_dict(official, OFFICIAL_DINO),
     )
     head_cfg = infer_head_config(head_sd)
     clip_cfg = infer_clip_config(clip_sd, vision_heads, text_heads)
@@ -234,12 +233,12 @@ def convert_partcatseg_state_dict(
 
     def map_key(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
         if key.startswith(OFFICIAL_CLIP):
-            return _apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
+            return apply_rules(key[len(OFFICIAL_CLIP) :], value, CLIP_RULES, CLIP_PREFIX)
         if key.startswith(OFFICIAL_HEAD):
             sub = key[len(OFFICIAL_HEAD) :]
-            mapped = _apply_rules(sub, value, HEAD_RULES + HEAD_EXTRA_RULES, HEAD_PREFIX)
+            mapped = apply_rules(sub, value, HEAD_RULES + HEAD_EXTRA_RULES, HEAD_PREFIX)
             if mapped == [] and key.endswith("attn_mask"):
-                notes.extend(_check_mask(key, value, head_cfg["window"]))
+                notes.extend(check_mask(key, value, head_cfg["window"]))
             return mapped
         if key == OFFICIAL_BACKGROUND:
             return [("background_embedding", value.reshape(-1))]
@@ -247,20 +246,32 @@ def convert_partcatseg_state_dict(
             return _map_dino(key[len(OFFICIAL_DINO) :], value, dino_map, expected)
         return None
 
-    out, leftover = map_state_dict(official, map_key)
+    origins: dict[str, str] = {}
+    out, leftover = map_state_dict(official, map_key, origins)
     unknown = [k for k in out if k not in expected]
     for key in unknown:  # e.g. the never-called layers_object of the official model
         del out[key]
     for key, tensor in out.items():
         if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"The converted tensor {key} has shape {tuple(tensor.shape)}, but the architecture read from the "
-                f"checkpoint needs {expected[key]}; the file is not a consistent PartCATSeg checkpoint."
+                f"{origins.get(key, key)} converts to {key} of shape {tuple(tensor.shape)}, but the "
+                f"architecture read from the checkpoint needs {expected[key]}; the file is not a consistent "
+                "PartCATSeg checkpoint."
             )
     if any(k.startswith("head.layers_object.") for k in unknown):
-        notes.append("layers_object.* (never called by the official forward) was not converted.")
+        notes.append(
+            f"{OFFICIAL_HEAD}layers_object.* (never called by the official forward) was not converted."
+        )
     missing = sorted(k for k in expected if k not in out)
-    return PartCatSegConversion(out, config, "faithful", sorted(leftover + unknown), missing, notes)
+    leftover = sorted(leftover + official_names(unknown, origins))
+    tables = (
+        (CLIP_RULES, OFFICIAL_CLIP, CLIP_PREFIX),
+        (HEAD_RULES + HEAD_EXTRA_RULES, OFFICIAL_HEAD, HEAD_PREFIX),
+        (dino_map, OFFICIAL_DINO, DINO_PREFIX),
+        (((re.escape(OFFICIAL_BACKGROUND), "background_embedding", "copy"),), "", ""),
+    )
+    named = official_missing_names(missing, tables)
+    return PartCatSegConversion(out, config, "faithful", leftover, missing, notes, named)
 
 
 def convert_partcatseg_checkpoint(
@@ -278,10 +289,10 @@ def convert_partcatseg_checkpoint(
     if result.missing:
         raise CheckpointError(
             f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a PartCATSeg model needs "
-            f"(e.g. {result.missing[0]}); it may be truncated or from another method."
+            f"(e.g. {(result.missing_official or result.missing)[0]}); it may be truncated or from another "
+            "method."
         )
-    folder = resolve_tokenizer_folder(tokenizer)
-    result.config = with_tokenizer_ids(result.config, folder)
+    result.config, folder = attach_tokenizer(result.config, tokenizer)
     model = PartCatSeg(PartCatSegConfig.from_dict(result.config), tokenizer_folder=folder, load_dino=False)
     model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
     model.save_pretrained(out_dir)

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..hub import read_torch_file
+from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_PREFIX = "partclipseg_model."
 BASELINE_PREFIX = "clipseg_model."  # the OV-PARTS CLIPSeg baseline trained in the same code base
@@ -53,7 +54,8 @@ class Conversion:
         if self.unconsumed:
             parts.append(f"{len(self.unconsumed)} unconsumed ({', '.join(self.unconsumed[:3])})")
         if self.missing:
-            parts.append(f"{len(self.missing)} missing ({', '.join(self.missing[:3])})")
+            names = [official_key(k) for k in self.missing[:3]]
+            parts.append(f"{len(self.missing)} missing ({', '.join(names)})")
         return "; ".join(parts) + "."
 
 
@@ -98,6 +100,14 @@ def map_key(official: str) -> str | None:
     return None
 
 
+def official_key(ours: str) -> str:
+    """The official name that fills one of our tensors (the inverse of :func:`map_key`), for messages."""
+    for source, target in KEY_MAP:
+        if ours == target or ours.startswith(target):
+            return OFFICIAL_PREFIX + source + ours[len(target) :]
+    return ours
+
+
 def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
@@ -109,7 +119,9 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
-            raise CheckpointError(f"The checkpoint lacks {key!r}, so its architecture cannot be read.")
+            raise CheckpointError(
+                f"The checkpoint lacks {official_key(key)!r}, so its architecture cannot be read."
+            )
         return tuple(state[key].shape)
 
     text, vision = "backbone.clip.text_model.", "backbone.clip.vision_model."
@@ -157,7 +169,7 @@ def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     from ..models.partclipseg import PartClipSeg, PartClipSegConfig
 
     with torch.device("meta"):
-        model = PartClipSeg(PartClipSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+        model = PartClipSeg(PartClipSegConfig.from_dict(for_shape_check(config)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -191,8 +203,8 @@ def convert_state_dict(
     for key, tensor in state.items():
         if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"The tensor {key!r} has shape {tuple(tensor.shape)}, but the architecture read from the "
-                f"checkpoint needs {expected[key]}."
+                f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
+                f"the checkpoint needs {expected[key]}."
             )
     return Conversion(state, config, dropped, unconsumed, missing)
 
@@ -208,24 +220,14 @@ def write_checkpoint(
 
     if conversion.missing:
         raise CheckpointError(
-            f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, e.g. {conversion.missing[0]!r}."
+            f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, "
+            f"e.g. {official_key(conversion.missing[0])!r}."
         )
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{str(out)!r} already exists and is not an empty folder; choose a new one.")
-    config = PartClipSegConfig.from_dict(conversion.config)
-    try:
-        model = PartClipSeg(config, tokenizer_folder=tokenizer)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"No CLIP tokenizer could be loaded from {str(tokenizer)!r}; pass --tokenizer with a folder or "
-            "a cached hub id such as CIDAS/clipseg-rd64-refined."
-        ) from err
-    if len(model.backbone.tokenizer) > config.text_config["vocab_size"]:
-        raise CheckpointError(
-            f"The tokenizer in {str(tokenizer)!r} has {len(model.backbone.tokenizer)} tokens, more than the "
-            f"checkpoint's {config.text_config['vocab_size']}; it is not the one the weights were trained with."
-        )
+    conversion.config, folder = attach_tokenizer(conversion.config, tokenizer)
+    model = PartClipSeg(PartClipSegConfig.from_dict(conversion.config), tokenizer_folder=folder)
     model.load_checked_state_dict(conversion.state_dict, source="the converted checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -31,11 +31,32 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How the Segmenter must prepare pixels for this model (the checkpoint's own convention)."""
+    """How the Segmenter must prepare pixels for this model and bring its output back (the test-time chain).
 
-    size: tuple[int, int]  # (height, width) fed to the network
+    Two chains exist (``ovparts.preprocessing`` implements their steps):
+
+    - ``shortest_edge=None`` (transformers' CLIPSeg processor): PIL bilinear resize of the uint8 photo straight
+      to ``size``, aspect ignored, then normalisation.
+    - ``shortest_edge`` set (detectron2's test mapper, CAT-Seg / PartCATSeg): PIL bilinear resize so the
+      short edge is ``shortest_edge`` and the long edge at most ``max_size``, then normalisation. That image
+      is the network input: the model zero-pads it to a multiple of ``size_divisibility`` and interpolates it
+      (torch bilinear) to each encoder's size. The sliding window cuts its canvas and global view from it.
+
+    ``activation_before_resize``: the sigmoid is applied at the network's output resolution and the
+    probabilities are resized to the photo (CAT-Seg, PartCATSeg); otherwise the logits are resized first.
+    """
+
+    size: tuple[int, int]  # (height, width) of the network (or of one sliding window)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    shortest_edge: int | None = None
+    max_size: int | None = None
+    size_divisibility: int = 0
+    activation_before_resize: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for export metadata and the server's model description)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass

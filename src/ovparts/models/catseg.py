@@ -24,6 +24,7 @@ from ..backbones.clip_dense import apply_finetune
 from ..backbones.resnet import ResNet, ResNetConfig, renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import catseg_bce_loss
+from ..preprocessing import check_chain, encoder_input
 from ..templates import TEMPLATE_SETS
 from ..testing import tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ..vocabulary import Vocabulary
@@ -150,9 +151,16 @@ class CatSegAggregator(nn.Module):
     ``forward(image, text, guidance)``:
 
     - ``image`` (B, C, H, W): dense CLIP features (projection space, e.g. 512 x 24 x 24);
-    - ``text`` (B, T, P, C) or (T, P, C): class embeddings, P prompt templates;
+    - ``text`` (B, T, P, C) or (T, P, C): class embeddings, P prompt templates, L2-normalised or not;
     - ``guidance``: (appearance (B, A, H, W), decoder guidance at 2x (B, D1, 2H, 2W) and 4x (B, D2, 4H, 4W));
     - returns logits (B, T, 4H, 4W).
+
+    The text is used as the official ``Aggregator.forward`` uses it (both releases): the cost volume is the
+    cosine of each pixel with each template's embedding (normalised there), and the text guidance is the
+    normalised mean over templates of the text *as given*. Only when the vocabulary exceeds ``pad_len``
+    (CVPR top-k) do the kept classes continue with per-template normalised text, guidance included. For
+    normalised input (what :meth:`CatSeg.text_embeddings` gives) the two orders agree; for un-normalised
+    multi-template input they do not, and this one is the official one.
     """
 
     def __init__(self, config: CatSegHeadConfig | None = None) -> None:
@@ -217,7 +225,11 @@ class CatSegAggregator(nn.Module):
         return a, dec
 
     def text_guidance(self, text: Tensor) -> Tensor | None:
-        """Template-averaged, re-normalised text embedding, projected + ReLU: (B, T, text_guidance_dim)."""
+        """Mean over templates of ``text`` (B, T, P, C), L2-normalised, projected + ReLU: (B, T, text_guidance_dim).
+
+        ``text`` is averaged as given, without normalising each template first (official order): callers
+        decide whether the templates are normalised (see :meth:`forward`).
+        """
         if self.text_guidance_proj is None:
             return None
         return F.relu(self.text_guidance_proj(F.normalize(text.mean(dim=2), dim=-1)))
@@ -278,11 +290,13 @@ class CatSegAggregator(nn.Module):
             raise ConfigError(
                 f"This head expects {cfg.prompts} prompt template(s) per class, got {text.shape[2]}."
             )
-        text = F.normalize(text, dim=-1)
         num_classes = text.shape[1]
         keep = self.select_classes(image, text)
         if keep is not None:
-            text = torch.gather(text, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
+            # Official top-k branch: the kept classes go on with per-template normalised text, so their
+            # guidance averages normalised templates. Otherwise the guidance averages the text as given.
+            normed = F.normalize(text, dim=-1)
+            text = torch.gather(normed, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
 
         x = self.cost_embed(cosine_cost(image, text), chunk)
         appearance, dec_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
@@ -403,8 +417,11 @@ class CatSegConfig(ModelConfig):
     - ``finetune``: trainable CLIP parameters, ``"qv"`` (CVPR), ``"attention"`` (old), ``"full"``, ``"none"``.
 
     Inference: ``image_size`` must give the feature grid the Swin window divides (384 for ViT-B/16, 336 for
-    ViT-L/14 -> 24x24). ``sliding_window`` asks the Segmenter for the official evaluation: the image resized
-    to ``sliding_canvas`` squared, covered by ``image_size`` windows at ``sliding_overlap``, plus a global view.
+    ViT-L/14 -> 24x24). The photo is first resized so its short edge is ``test_short_edge`` (long edge at
+    most ``test_max_size``). ``sliding_window`` asks the Segmenter for the official evaluation: that image
+    interpolated to ``sliding_canvas`` squared, covered by ``sliding_window_size`` windows at
+    ``sliding_overlap``, plus a global view interpolated from it (each resized to ``image_size`` in the model). Without the sliding window the model zero-pads it to a multiple of
+    ``size_divisibility`` and interpolates it to ``image_size`` (see ``docs/catseg.md``).
     """
 
     variant: str = "cvpr"
@@ -428,6 +445,12 @@ class CatSegConfig(ModelConfig):
     sliding_window: bool = True
     sliding_canvas: int = 640
     sliding_overlap: float = 0.333
+    sliding_window_size: int = 384  # official: 384 windows for every CLIP (resized to 336 for ViT-L/14)
+    # Test-time chain (official test.yaml: INPUT.MIN/MAX_SIZE_TEST, MODEL.MASK_FORMER.SIZE_DIVISIBILITY);
+    # test_short_edge None = resize the photo straight to image_size (not the official chain).
+    test_short_edge: int | None = 640
+    test_max_size: int | None = 2560
+    size_divisibility: int = 32
     background_threshold: float = 0.5
     class_chunk: int | str = 32  # "auto": sized from free memory
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
@@ -449,6 +472,12 @@ class CatSegConfig(ModelConfig):
         ):
             raise ConfigError(
                 f"Unknown template set {self.templates!r}; use 'catseg', 'imagenet' or a list of templates."
+            )
+        check_chain(self.test_short_edge, self.test_max_size, self.size_divisibility)
+        if not 0 < self.sliding_window_size <= self.sliding_canvas:
+            raise ConfigError(
+                f"sliding_window_size {self.sliding_window_size} must be between 1 and sliding_canvas "
+                f"{self.sliding_canvas}."
             )
         if self.guidance == "resnet" and self.resnet is None:
             self.resnet = ResNetConfig().to_dict()
@@ -497,10 +526,10 @@ class CatSegConfig(ModelConfig):
 
 
 def _config(clip: dict, **values: Any) -> dict[str, Any]:
+    # The random-weight configs use the tiny tokenizer: its BOS / EOS / PAD ids, whatever the embedding size.
     special = tiny_tokenizer_special_ids()
-    text = dict(clip["text_config"])
-    if "vocab_size" not in text:
-        text.update(special)
+    text = {**clip["text_config"], **{k: v for k, v in special.items() if k != "vocab_size"}}
+    text.setdefault("vocab_size", special["vocab_size"])
     return {
         "text_config": text,
         "vision_config": dict(clip["vision_config"]),
@@ -532,6 +561,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         clip_guidance_dims=[16, 16],
         head=TINY_HEAD,
         sliding_canvas=48,
+        sliding_window_size=32,
         class_chunk=4,
         tokenizer="tiny",
     ),
@@ -547,6 +577,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         finetune="attention",
         head={**TINY_HEAD, "pad_len": 0},
         sliding_canvas=96,
+        sliding_window_size=64,
         class_chunk=4,
         tokenizer="tiny",
     ),
@@ -625,8 +656,16 @@ class CatSeg(PartSegModel):
     # ------------------------------------------------------------------ encoders
     @property
     def preprocess(self) -> Preprocess:
-        size = self.config.image_size
-        return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
+        cfg = self.config
+        return Preprocess(
+            (cfg.image_size, cfg.image_size),
+            tuple(cfg.pixel_mean),
+            tuple(cfg.pixel_std),
+            shortest_edge=cfg.test_short_edge,
+            max_size=cfg.test_max_size,
+            size_divisibility=cfg.size_divisibility,
+            activation_before_resize=True,
+        )
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the guidance branch (CLIP upsamplings or ResNet) and the aggregator."""
@@ -638,14 +677,21 @@ class CatSeg(PartSegModel):
         return self.backbone.encode_text(list(texts), templates=self.config.template_list, normalize=True)
 
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Dense CLIP features (B, D, h, w) and the guidance maps (appearance, decoder 2x, decoder 4x)."""
+        """Dense CLIP features (B, D, h, w) and the guidance maps (appearance, decoder 2x, decoder 4x).
+
+        ``pixel_values`` of any size: each encoder's copy (CLIP-normalised; ImageNet-normalised for the old
+        ResNet) is zero-padded to ``size_divisibility`` and interpolated to ``image_size``, as the official
+        forward does; at ``image_size`` both steps do nothing.
+        """
         cfg = self.config
+        side = (cfg.image_size, cfg.image_size)
         layers = tuple(cfg.guidance_layers) if cfg.guidance == "clip" else ()
-        dense, *hidden = self.backbone(pixel_values, layers, dense_residual=cfg.dense_residual)
+        clip_input = encoder_input(pixel_values, side, cfg.size_divisibility)
+        dense, *hidden = self.backbone(clip_input, layers, dense_residual=cfg.dense_residual)
         if self.clip_guidance is not None:
             return dense, [dense, *self.clip_guidance(hidden)]
         image = renormalize(pixel_values, cfg.pixel_mean, cfg.pixel_std, cfg.resnet_mean, cfg.resnet_std)
-        res2, res3, res4 = self.resnet(image)[-3:]
+        res2, res3, res4 = self.resnet(encoder_input(image, side, cfg.size_divisibility))[-3:]
         return dense, [res4, res3, res2]
 
     # ------------------------------------------------------------------ forward

@@ -42,6 +42,7 @@ from ..losses import (
     partcatseg_specific_loss,
     resize_logits,
 )
+from ..preprocessing import check_chain, encoder_input
 from ..templates import TEMPLATE_SETS
 from ..testing import TINY_DINOV2, tiny_tokenizer_folder
 from ..vocabulary import Vocabulary
@@ -56,7 +57,7 @@ from .base import (
     Preprocess,
 )
 from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatSegLayer, _as_json, _config
-from .catseg_blocks import CostEmbedding, map_classes
+from .catseg_blocks import CostEmbedding, cosine_cost, map_classes
 from .chunking import check_class_chunk, resolve_class_chunk
 from .registry import register_model
 
@@ -128,6 +129,11 @@ class PartCatSegConfig(ModelConfig):
     dino_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     dino_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     sliding_window: bool = False  # the official evaluation resizes the whole image once
+    # Test-time chain (official configs: INPUT.MIN/MAX_SIZE_TEST 640/768, MODEL.MASK_FORMER.SIZE_DIVISIBILITY
+    # 32); test_short_edge None = resize the photo straight to image_size (not the official chain).
+    test_short_edge: int | None = 640
+    test_max_size: int | None = 768
+    size_divisibility: int = 32
     class_chunk: int | str = 32  # "auto": sized from free memory
     tokenizer: str | None = None
 
@@ -149,6 +155,7 @@ class PartCatSegConfig(ModelConfig):
             )
         if not isinstance(self.templates, str):
             self.templates = list(self.templates)
+        check_chain(self.test_short_edge, self.test_max_size, self.size_divisibility)
         check_class_chunk(self.class_chunk)
         for name in ("head", "text_config", "vision_config", "dino_config"):
             setattr(self, name, _as_json(dict(getattr(self, name))))
@@ -302,6 +309,10 @@ class PartCatSegAggregator(CatSegAggregator):
 
         Returns ``part_object_logits`` (B, T1, 4h, 4w), ``specific_logits`` (B, T_s + 1, 4h, 4w), and the raw
         costs ``part_object_cost`` (B, P, T1, h, w) and ``specific_cost`` (B, P, T_s + 1, h, w).
+
+        Both texts may come L2-normalised or not, and each stage uses its text as the official forward
+        does: both cost volumes normalise every template, while the text guidance of each stage is the
+        normalised mean over templates of the text as given (no top-k here: PartCATSeg has no ``pad_len``).
         """
         cfg = self.config
         chunk = cfg.class_chunk if class_chunk is None else class_chunk
@@ -316,8 +327,6 @@ class PartCatSegAggregator(CatSegAggregator):
                     f"The {name} text embeddings must be (B, T, {cfg.prompts}, {image.shape[1]}), "
                     f"got {tuple(t.shape)}."
                 )
-        part_object_text = F.normalize(part_object_text, dim=-1)  # per template, as the official features
-        specific_text = F.normalize(specific_text, dim=-1)
         num_specific = specific_to_part.shape[0]
         if specific_text.shape[1] != num_specific + 1:
             raise ConfigError(
@@ -330,9 +339,7 @@ class PartCatSegAggregator(CatSegAggregator):
         appearance, decoder_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
 
         # Stage A: generalized parts + objects + background.
-        cost_a = torch.einsum(
-            "bchw,btpc->bpthw", F.normalize(image, dim=1), F.normalize(part_object_text, dim=-1)
-        )
+        cost_a = cosine_cost(image, part_object_text)
         x = self.cost_embed(cost_a, chunk)
         x = self.aggregate_stage_a(
             x, appearance, self.text_guidance(part_object_text), num_parts, pool, chunk
@@ -464,8 +471,16 @@ class PartCatSeg(PartSegModel):
     # ------------------------------------------------------------------ encoders
     @property
     def preprocess(self) -> Preprocess:
-        size = self.config.image_size
-        return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
+        cfg = self.config
+        return Preprocess(
+            (cfg.image_size, cfg.image_size),
+            tuple(cfg.pixel_mean),
+            tuple(cfg.pixel_std),
+            shortest_edge=cfg.test_short_edge,
+            max_size=cfg.test_max_size,
+            size_divisibility=cfg.size_divisibility,
+            activation_before_resize=True,
+        )
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the DINO guidance encoder and the two-stage aggregator."""
@@ -496,10 +511,19 @@ class PartCatSeg(PartSegModel):
         return torch.cat([part_obj, bg]), torch.cat([specific, bg])
 
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Dense CLIP features (B, D, h, w) and the DINO guidance maps at 1x, 2x and 4x the grid."""
+        """Dense CLIP features (B, D, h, w) and the DINO guidance maps at 1x, 2x and 4x the grid.
+
+        ``pixel_values`` (CLIP-normalised) of any size: as in the official forward, the CLIP copy and the
+        ImageNet-normalised DINO copy are each zero-padded to ``size_divisibility``, then interpolated to
+        ``image_size`` and ``dino_image_size`` (both from the padded image, not one from the other).
+        """
         cfg = self.config
-        (dense,) = self.backbone(pixel_values, dense_residual=cfg.switch("dense_residual"))
+        side = (cfg.image_size, cfg.image_size)
+        clip_input = encoder_input(pixel_values, side, cfg.size_divisibility)
+        (dense,) = self.backbone(clip_input, dense_residual=cfg.switch("dense_residual"))
         image = renormalize(pixel_values, cfg.pixel_mean, cfg.pixel_std, cfg.dino_mean, cfg.dino_std)
+        # interpolated here, not inside DinoGuidance, so a compiled DINO always sees one input size
+        image = encoder_input(image, (self.dino.image_size, self.dino.image_size), cfg.size_divisibility)
         h, w = dense.shape[-2:]
         return dense, self.dino(image, [(h, w), (2 * h, 2 * w), (4 * h, 4 * w)])
 
