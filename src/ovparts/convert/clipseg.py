@@ -20,6 +20,7 @@ from ..errors import CheckpointError
 from ..hub import read_torch_file
 from . import partclipseg
 from .partclipseg import Conversion
+from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_PREFIX = partclipseg.BASELINE_PREFIX  # "clipseg_model."
 
@@ -66,7 +67,7 @@ def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     from ..models.clipseg import ClipSeg, ClipSegConfig
 
     with torch.device("meta"):
-        model = ClipSeg(ClipSegConfig.from_dict({**config, "tokenizer": "tiny"}))
+        model = ClipSeg(ClipSegConfig.from_dict(for_shape_check(config)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -120,19 +121,8 @@ def write_checkpoint(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{str(out)!r} already exists and is not an empty folder; choose a new one.")
-    config = ClipSegConfig.from_dict(conversion.config)
-    try:
-        model = ClipSeg(config, tokenizer_folder=tokenizer)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"No CLIP tokenizer could be loaded from {str(tokenizer)!r}; pass --tokenizer with a folder or "
-            "a cached hub id such as CIDAS/clipseg-rd64-refined."
-        ) from err
-    if len(model.backbone.tokenizer) > config.text_config["vocab_size"]:
-        raise CheckpointError(
-            f"The tokenizer in {str(tokenizer)!r} has {len(model.backbone.tokenizer)} tokens, more than the "
-            f"checkpoint's {config.text_config['vocab_size']}; it is not the one the weights were trained with."
-        )
+    conversion.config, folder = attach_tokenizer(conversion.config, tokenizer)
+    model = ClipSeg(ClipSegConfig.from_dict(conversion.config), tokenizer_folder=folder)
     model.load_checked_state_dict(conversion.state_dict, source="the converted checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
