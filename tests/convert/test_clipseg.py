@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import ovparts
 from ovparts.cli import OvpartsGroup
 from ovparts.convert.cli import convert_clipseg
-from ovparts.convert.clipseg import convert_state_dict, read_official_checkpoint
+from ovparts.convert.clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
 from ovparts.errors import CheckpointError
 from ovparts.models.clipseg import CONFIGS
 from ovparts.testing import tiny_tokenizer_folder
@@ -86,7 +86,14 @@ def test_conversion_accounts_for_every_key():
     assert len(conversion.dropped) == 5  # two dead adapters' weights, tunable_linear, two index buffers
     assert len(conversion.state_dict) + len(conversion.dropped) + 1 == len(official)
     del official[PREFIX + "decoder.film_add.bias"]
-    assert convert_state_dict(official, CONFIGS["tiny"]).missing == ["decoder.film_add.bias"]
+    conversion = convert_state_dict(official, CONFIGS["tiny"])
+    assert conversion.missing == ["decoder.film_add.bias"]
+    assert "1 missing (clipseg_model.decoder.film_add.bias)" in conversion.summary()
+    with pytest.raises(CheckpointError, match="lacks 1 tensors.*'clipseg_model.decoder.film_add.bias'"):
+        write_checkpoint(conversion, "/nonexistent/never-written", tiny_tokenizer_folder())
+    del official[PREFIX + "non_object_embedding"]
+    with pytest.raises(CheckpointError, match="lacks 'clipseg_model.non_object_embedding'"):
+        convert_state_dict(official, CONFIGS["tiny"])
 
 
 def test_other_files_are_refused(tmp_path):

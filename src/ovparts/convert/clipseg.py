@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,29 @@ def map_key(official: str) -> str | None:
     return partclipseg.map_key(partclipseg.OFFICIAL_PREFIX + official[len(OFFICIAL_PREFIX) :])
 
 
+def official_key(ours: str) -> str:
+    """The official name that fills one of our tensors, for messages."""
+    name = partclipseg.official_key(ours)
+    if name.startswith(partclipseg.OFFICIAL_PREFIX):
+        return OFFICIAL_PREFIX + name[len(partclipseg.OFFICIAL_PREFIX) :]
+    return name
+
+
+@dataclass
+class ClipSegConversion(Conversion):
+    """PartCLIPSeg's account of every key, with this checkpoint's official names in messages."""
+
+    def summary(self) -> str:
+        text = super().summary()
+        return text.replace(partclipseg.OFFICIAL_PREFIX, OFFICIAL_PREFIX)
+
+
 def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[str, Any]:
     """PartCLIPSeg's shape reading; the OV-PARTS patches are on when their tensors are in the file."""
-    config = partclipseg.infer_config(state, base)
+    try:
+        config = partclipseg.infer_config(state, base)
+    except CheckpointError as err:  # name the key as this checkpoint spells it
+        raise CheckpointError(str(err).replace(partclipseg.OFFICIAL_PREFIX, OFFICIAL_PREFIX)) from None
     config.pop("faithful", None)
     config["visual_adapter"] = any(k.startswith("visual_adapter.") for k in state)
     config["non_object_embedding"] = "non_object_embedding" in state
@@ -101,7 +122,7 @@ def convert_state_dict(
                 f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
                 f"the checkpoint needs {expected[key]}."
             )
-    return Conversion(state, config, dropped, unconsumed, missing)
+    return ClipSegConversion(state, config, dropped, unconsumed, missing)
 
 
 def write_checkpoint(
@@ -116,7 +137,7 @@ def write_checkpoint(
     if conversion.missing:
         raise CheckpointError(
             f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, "
-            f"e.g. {conversion.missing[0]!r}."
+            f"e.g. {official_key(conversion.missing[0])!r}."
         )
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
