@@ -15,16 +15,14 @@ Run-time replacements (nothing of the official files is edited):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import fixtures, runtime
+from . import fixtures, openai_clip, runtime
 
 VOCABULARY = "cat: head, ear, eye, nose, torso, leg, tail; dog: head, torso"
 CLASS_NAMES = [
@@ -89,82 +87,6 @@ RELEASES = {
 EVAL_OPTIONS = {"TEST.SLIDING_WINDOW": True, "MODEL.SEM_SEG_HEAD.POOLING_SIZES": [1, 1]}
 
 
-def openai_clip_state(clip_cls: type, gen: torch.Generator, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A seeded CLIP in the layout of OpenAI's archive (fused ``in_proj_weight``, the three int entries).
-
-    The token-embedding table keeps OpenAI's 49408 rows; only the rows of the token ids the official
-    tokenizer produced for this case are non-zero, so the stored checkpoint compresses well.
-    """
-    model = clip_cls(**CLIP_SIZES)
-    state = fixtures.randomize(model.state_dict(), gen, fixtures.norm_modules(model))
-    table = state["token_embedding.weight"]
-    used = torch.zeros(table.shape[0], dtype=torch.bool)
-    used[tokens.unique()] = True
-    state["token_embedding.weight"] = torch.where(used[:, None], table, torch.zeros(()))
-    fused: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.endswith("attn.q_proj_weight"):
-            stem = key[: -len("q_proj_weight")]
-            fused[stem + "in_proj_weight"] = torch.cat(
-                [state[stem + f"{x}_proj_weight"] for x in "qkv"], dim=0
-            )
-        elif not key.endswith(("attn.k_proj_weight", "attn.v_proj_weight")):
-            fused[key] = value
-    fused["input_resolution"] = torch.tensor(CLIP_SIZES["image_resolution"])
-    fused["context_length"] = torch.tensor(CLIP_SIZES["context_length"])
-    fused["vocab_size"] = torch.tensor(CLIP_SIZES["vocab_size"])
-    return fused
-
-
-class _Archive:
-    """What ``torch.jit.load`` returns for OpenAI's archive, as far as ``clip.load(jit=False)`` uses it."""
-
-    def __init__(self, state: dict[str, torch.Tensor]) -> None:
-        self._state = state
-        self.input_resolution = state["input_resolution"]
-
-    def eval(self) -> _Archive:
-        return self
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self._state.items()}
-
-
-@contextlib.contextmanager
-def offline_clip(clip_module, state: dict[str, torch.Tensor]) -> Iterator[None]:
-    """``clip.load`` without the network: the archive is ``state``; the torchvision transform is a no-op."""
-    saved = {
-        name: getattr(clip_module, name)
-        for name in ("_download", "Compose", "Resize", "CenterCrop", "ToTensor", "Normalize")
-    }
-    jit_load = torch.jit.load
-    clip_module._download = lambda url, root=None: "offline-openai-clip-archive"
-    for name in ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize"):
-        setattr(clip_module, name, lambda *args, **kwargs: None)
-    torch.jit.load = lambda path, map_location=None: _Archive(state)
-    try:
-        yield
-    finally:
-        torch.jit.load = jit_load
-        for name, value in saved.items():
-            setattr(clip_module, name, value)
-
-
-@contextlib.contextmanager
-def cpu_only() -> Iterator[None]:
-    """``Tensor.cuda()`` returns the tensor itself (the official predictor calls it on token ids)."""
-    cuda = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = cuda
-
-
-def official_tokens(clip_module, templates: list[str], names: list[str]) -> torch.Tensor:
-    return torch.cat([clip_module.tokenize([t.format(n) for t in templates]) for n in names])
-
-
 def build_cfg(root: Path, release: dict, class_json: Path):
     import cat_seg  # noqa: PLC0415
     from detectron2.config import get_cfg  # noqa: PLC0415
@@ -199,7 +121,14 @@ def rebuild_upsamplers(model: nn.Module, width: int) -> None:
         )
 
 
-def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: float | None = None) -> dict:
+def generate(
+    case: str,
+    out: Path,
+    scratch: Path,
+    seed: int = 0,
+    head_gain: float | None = None,
+    fp32_text: bool = False,
+) -> dict:
     release = RELEASES[case]
     runtime.install_detectron2(scratch)
     root = runtime.extract("catseg", scratch, release["commit"])
@@ -226,9 +155,10 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: floa
 
     gen = fixtures.seeded(seed)
     torch.manual_seed(seed)
-    tokens = official_tokens(clip_module, templates, CLASS_NAMES)
-    clip_state = openai_clip_state(model_vpt.CLIP, gen, tokens)
-    with cpu_only(), offline_clip(clip_module, clip_state):
+    tokens = openai_clip.official_tokens(clip_module, templates, CLASS_NAMES)
+    clip_state = openai_clip.archive_state(model_vpt.CLIP, CLIP_SIZES, gen, tokens)
+    offline = openai_clip.offline_clip(clip_module, clip_state, fp32_text=fp32_text, builder=model_vpt)
+    with openai_clip.cpu_only(), offline:
         model = build_model(cfg)
     if case == "catseg_cvpr":
         rebuild_upsamplers(model, CLIP_SIZES["vision_width"])
@@ -263,7 +193,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: floa
     )
     cat_seg_model.sem_seg_postprocess = record_postprocess
     try:
-        with cpu_only(), torch.no_grad():
+        with openai_clip.cpu_only(), torch.no_grad():
             result = model([inputs])[0]["sem_seg"]
     finally:
         cat_seg_model.sem_seg_postprocess = postprocess
@@ -275,6 +205,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: floa
         "canvas_probabilities_s4": recorded["canvas"][:, ::4, ::4].float().contiguous(),
         "probabilities_s4": result[:, ::4, ::4].float().contiguous(),
         "labels": labels.to(torch.int16),
+        "label_ties": fixtures.ties(result).to(torch.uint8),
     }
     info = {
         "case": case,
@@ -293,6 +224,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: floa
         "protocols": ["pred_all"],
         "labels_rule": "argmax over classes of the official sem_seg output (SemSegEvaluator)",
         "checkpoint": "seeded random weights, official layout {'model': state_dict}, fp16 tensors",
+        "text_features": openai_clip.text_precision_note(fp32_text),
         "clip_sizes": CLIP_SIZES,
         "replaced_at_run_time": [
             "clip.load: torch.jit.load returns a seeded OpenAI-layout CLIP state dict (no download); the "
@@ -309,6 +241,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0, head_gain: floa
             "canvas_probabilities_s4": "(K, 160, 160): the (K, 640, 640) folded probabilities [:, ::4, ::4]",
             "probabilities_s4": "(K, 75, 113): the final (K, 300, 451) probabilities [:, ::4, ::4]",
             "labels": "(300, 451) int16 label map",
+            "label_ties": f"(300, 451) uint8: 1 where the two best probabilities differ by <= {fixtures.TIE_GAP}",
         },
         "generator_version": fixtures.GENERATOR_VERSION,
         "seed": seed,

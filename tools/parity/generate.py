@@ -14,10 +14,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.parity import catseg, clipseg_ovparts, partclipseg  # noqa: E402
+from tools.parity import catseg, clipseg_ovparts, partcatseg, partclipseg  # noqa: E402
 
 CASES = {
     **{name: catseg.generate for name in catseg.RELEASES},
+    "partcatseg_voc": partcatseg.generate,
     "partclipseg_voc": partclipseg.generate,
     "clipseg_ovparts": clipseg_ovparts.generate,
 }
@@ -29,10 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/official"))
     parser.add_argument("--scratch", type=Path, default=None, help="extraction folder (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--diagnostic-fp32-text",
+        action="store_true",
+        help="compute the official text features with an fp32 CLIP (not the official run; for diagnosis only)",
+    )
     args = parser.parse_args(argv)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ovparts-parity-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    info = CASES[args.case](args.case, args.out, scratch, seed=args.seed)
+    info = CASES[args.case](args.case, args.out, scratch, seed=args.seed, fp32_text=args.diagnostic_fp32_text)
     print(f"{args.case}: written to {args.out / args.case}; spread {info['spread']}")
     return 0
 

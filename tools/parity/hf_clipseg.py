@@ -107,7 +107,7 @@ def setup(name: str, scratch: Path) -> Path:
     root = runtime.extract(name, scratch)
     runtime.add_to_path(root)
     runtime.numpy_aliases()
-    runtime.pillow_aliases()
+    runtime.restore_pillow_aliases()
     return root
 
 

@@ -28,6 +28,7 @@ REPOSITORIES = {
     "partclipseg": "kaist-cvml+part-clipseg",
     "ov_parts": "OpenRobotLab+OV_PARTS",
     "clipseg": "timojl+clipseg",
+    "dinov2": "facebookresearch+dinov2",
 }
 
 
@@ -197,10 +198,11 @@ def redirect_from_pretrained(cls: type, folders: dict[str, Path]) -> None:
     cls.from_pretrained = classmethod(from_pretrained)
 
 
-def pillow_aliases() -> None:
-    """``Image.LINEAR``/``CUBIC``/``ANTIALIAS``, removed in Pillow 10; they were aliases of the same filters."""
-    from PIL import Image
+def restore_pillow_aliases() -> None:
+    """Pillow 10 removed ``Image.LINEAR`` / ``CUBIC`` / ``ANTIALIAS``, which older official files name as
+    default arguments; they were aliases of ``BILINEAR`` / ``BICUBIC`` / ``LANCZOS`` and are restored as such."""
+    from PIL import Image  # noqa: PLC0415
 
-    for name, value in (("LINEAR", Image.BILINEAR), ("CUBIC", Image.BICUBIC), ("ANTIALIAS", Image.LANCZOS)):
-        if not hasattr(Image, name):
-            setattr(Image, name, value)
+    for old, new in (("LINEAR", "BILINEAR"), ("CUBIC", "BICUBIC"), ("ANTIALIAS", "LANCZOS")):
+        if not hasattr(Image, old):
+            setattr(Image, old, getattr(Image, new))

@@ -337,6 +337,8 @@ def convert_catseg_state_dict(
         else [],
         "templates": "catseg" if head_cfg["prompts"] == 1 else "imagenet",
         "finetune": "qv" if variant == "cvpr" else "attention",
+        # the old release encodes its classes at construction with OpenAI's fp16 CLIP; the CVPR one in fp32
+        "text_precision": "fp32" if variant == "cvpr" else "openai_fp16",
         "head": {k: v for k, v in head_cfg.items() if k not in DERIVED_HEAD_FIELDS},
         "tokenizer": None,
     }

@@ -218,6 +218,7 @@ def convert_partcatseg_state_dict(
         "dino_kind": "dinov2",
         "dino_config": dino_cfg,
         "templates": "imagenet",
+        "text_precision": "openai_fp16",  # the official predictor encodes its classes with the fp16 CLIP
         "head": {
             **{k: v for k, v in head_cfg.items() if k not in DERIVED_HEAD_FIELDS},
             "pooling_train": (2, 2),

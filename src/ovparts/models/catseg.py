@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ..backbones.clip_dense import apply_finetune
+from ..backbones.openai_fp16_text import check_text_precision, encode_cached
 from ..backbones.resnet import ResNet, ResNetConfig, renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import catseg_bce_loss
@@ -453,6 +454,9 @@ class CatSegConfig(ModelConfig):
     size_divisibility: int = 32
     background_threshold: float = 0.5
     class_chunk: int | str = 32  # "auto": sized from free memory
+    # "openai_fp16": text embeddings as the old release's predictor computes them (OpenAI's CLIP in fp16,
+    # at construction); "fp32": ovparts' own text path (the CVPR release encodes in fp32 too).
+    text_precision: str = "fp32"
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
 
@@ -463,6 +467,7 @@ class CatSegConfig(ModelConfig):
             raise ConfigError(f"Unknown dense residual {self.dense_residual!r}; use 'cls' or 'token'.")
         if self.guidance not in ("clip", "resnet"):
             raise ConfigError(f"Unknown CAT-Seg guidance {self.guidance!r}; use 'clip' or 'resnet'.")
+        check_text_precision(self.text_precision)
         if self.finetune not in ("qv", "attention", "full", "none"):
             raise ConfigError(f"Unknown fine-tuning mode {self.finetune!r}; use qv, attention, full or none.")
         if (
@@ -674,6 +679,8 @@ class CatSeg(PartSegModel):
 
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
         """(T, P, D) L2-normalised embeddings, one per class and prompt template."""
+        if self.config.text_precision == "openai_fp16":
+            return encode_cached(self.backbone, list(texts), self.config.template_list)
         return self.backbone.encode_text(list(texts), templates=self.config.template_list, normalize=True)
 
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:

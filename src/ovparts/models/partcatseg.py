@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ..backbones.clip_dense import apply_finetune
 from ..backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
+from ..backbones.openai_fp16_text import check_text_precision, encode_cached
 from ..backbones.resnet import renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import (
@@ -135,9 +136,13 @@ class PartCatSegConfig(ModelConfig):
     test_max_size: int | None = 768
     size_divisibility: int = 32
     class_chunk: int | str = 32  # "auto": sized from free memory
+    # "openai_fp16": text embeddings as the official predictor computes them (OpenAI's CLIP in fp16, at
+    # construction; what the published checkpoints saw); "fp32": ovparts' own text path.
+    text_precision: str = "fp32"
     tokenizer: str | None = None
 
     def __post_init__(self) -> None:
+        check_text_precision(self.text_precision)
         allowed = {
             "object_layers": ("shared", "separate"),
             "class_attention": ("query", "linear"),
@@ -504,7 +509,13 @@ class PartCatSeg(PartSegModel):
         """
         index = self.vocabulary_index(vocab)
         templates = self.config.template_list
-        enc = self.backbone.encode_text
+        if self.config.text_precision == "openai_fp16":
+
+            def enc(texts: list[str], templates: tuple[str, ...], normalize: bool) -> Tensor:
+                return encode_cached(self.backbone, texts, templates)
+
+        else:
+            enc = self.backbone.encode_text
         part_obj = enc(list(index.generalized) + list(index.objects), templates=templates, normalize=True)
         specific = enc(vocab.part_texts(self.config.text_style), templates=templates, normalize=True)
         bg = self.background_text().unsqueeze(0).to(part_obj.dtype)
