@@ -120,7 +120,9 @@ def evaluator_labels(probs: torch.Tensor, sample: dict) -> torch.Tensor:
     return torch.where(mask == 0.0, IGNORE, labels).to(torch.uint8)
 
 
-def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
+def generate(case: str, out: Path, scratch: Path, seed: int = 0, fp32_text: bool = False) -> dict:
+    if fp32_text:
+        raise SystemExit(f"{case}: the official text encoder already runs in fp32; nothing to diagnose.")
     ran = run_official("ov_parts", CONFIG, scratch, seed)
     assert ran["cfg"].ORACLE
     copy = run_partclipseg_copy(scratch, seed, ran["checkpoint"])
@@ -137,7 +139,9 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
         "logits": fixtures.subsample(ran["network"]["logits"][0], STRIDE),
         "part_probs": fixtures.subsample(probs, STRIDE),
         "oracle_obj_labels": evaluator_labels(oracle, ran["sample"]),
+        "oracle_obj_ties": fixtures.ties(oracle),
         "pred_all_labels": copy["sem_seg_all"].argmax(dim=0).to(torch.uint8),
+        "pred_all_ties": fixtures.ties(copy["sem_seg_all"]),
         "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
     }
     state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
@@ -175,6 +179,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
             "(the mapper's 800-short-side mask, nearest-resized back)",
             "pred_all_labels": "(H, W) argmax of 'sem_seg_all' (the parts and the non-object map, no gating); "
             "T = non-object",
+            "oracle_obj_ties, pred_all_ties": "(H, W) where the two best official scores are within 1e-6",
             "object_mask": "(H, W) the object mask the sample was made from (category only reaches the model)",
         },
         "replaced_at_run_time": [

@@ -69,7 +69,9 @@ def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> di
     return {"results": results, "checkpoint": checkpoint, "root": root, "cfg_files": CONFIGS}
 
 
-def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
+def generate(case: str, out: Path, scratch: Path, seed: int = 0, fp32_text: bool = False) -> dict:
+    if fp32_text:
+        raise SystemExit(f"{case}: the official text encoder already runs in fp32; nothing to diagnose.")
     ran = run_official(scratch, seed)
     pred_all, oracle = ran["results"]["pred_all"], ran["results"]["oracle_obj"]
     tokens = len(hf_clipseg.CLASSES)
@@ -91,7 +93,9 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
         "class_logits": fixtures.subsample(network["logits"][0], STRIDE),
         "part_probs": fixtures.subsample(probs_with_bg[0], STRIDE),
         "oracle_obj_labels": oracle_probs.argmax(dim=0).to(torch.uint8),
+        "oracle_obj_ties": fixtures.ties(oracle_probs),
         "pred_all_labels": pred_all["output"]["sem_seg_with_bg"].argmax(dim=0).to(torch.uint8),
+        "pred_all_ties": fixtures.ties(pred_all["output"]["sem_seg_with_bg"]),
         "object_mask": torch.from_numpy(hf_clipseg.object_mask(height, width)),
     }
     state = torch.load(ran["checkpoint"], map_location="cpu", weights_only=True)["model"]
@@ -118,6 +122,7 @@ def generate(case: str, out: Path, scratch: Path, seed: int = 0) -> dict:
             "(Oracle-Obj's 'sem_seg' equals its object's channels of it, the others zeroed)",
             "oracle_obj_labels": "(H, W) argmax of 'sem_seg' (the evaluator scores it on GT part pixels)",
             "pred_all_labels": "(H, W) argmax of 'sem_seg_with_bg' (parts gated by the object head); T = background",
+            "oracle_obj_ties, pred_all_ties": "(H, W) where the two best official scores are within 1e-6",
             "object_mask": "(H, W) the Oracle-Obj object mask (the official model uses only its category)",
         },
         "replaced_at_run_time": [
