@@ -68,7 +68,7 @@ def encode_openai_fp16(clip, tokenizer, texts: Sequence[str], templates: Sequenc
     mask = torch.full((context, context), float("-inf"), device=device).triu_(1).to(HALF)
     token_table = text_model.embeddings.token_embedding.weight
     positions = text_model.embeddings.position_embedding.weight.to(HALF)
-    projection = clip.text_projection.weight.t().to(HALF)  # OpenAI's (width, D) ``text_projection``
+    projection = clip.text_projection.weight.t().to(HALF).contiguous()  # OpenAI's (width, D) layout
     out = []
     for text in texts:
         ids = openai_token_ids(tokenizer, [t.format(text) for t in templates], context).to(device)
