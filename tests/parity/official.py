@@ -44,14 +44,21 @@ def assert_close(ours, official: torch.Tensor, what: str, atol: float = ATOL) ->
 
 
 def assert_same_labels(
-    ours: np.ndarray, official: torch.Tensor, what: str, ties: torch.Tensor | None = None
+    ours: np.ndarray,
+    official: torch.Tensor,
+    what: str,
+    ties: torch.Tensor | None = None,
+    where: np.ndarray | None = None,
 ) -> None:
     """Identical labels, except where the official scores tie at float precision (``ties``, from the fixture:
-    the two best official scores within 1e-6, where either label is the official answer up to rounding)."""
+    the two best official scores within 1e-6, where either label is the official answer up to rounding), on
+    the pixels ``where`` is true (all by default: e.g. Oracle-Obj's object mask)."""
     ours = np.asarray(ours)
     theirs = official.numpy().astype(np.int64)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
     exempt = np.zeros(theirs.shape, dtype=bool) if ties is None else ties.numpy().astype(bool)
     assert exempt.mean() < 0.01, f"{what}: {100 * exempt.mean():.2f}% tied pixels; the fixture is degenerate"
-    differ = float(((ours != theirs) & ~exempt).mean())
+    where = np.ones(ours.shape, dtype=bool) if where is None else np.asarray(where, dtype=bool)
+    assert where.any(), f"{what}: no pixel to compare"
+    differ = float(((ours != theirs) & ~exempt)[where].mean())
     assert differ == 0.0, f"{what}: {100 * differ:.2f}% of the pixels get another label than the official one"

@@ -135,3 +135,65 @@ def ties(scores: torch.Tensor) -> torch.Tensor:
     """(H, W) bool: where the two highest of the (K, H, W) scores differ by at most :data:`TIE_GAP`."""
     top = scores.float().topk(2, dim=0).values
     return (top[0] - top[1]) <= TIE_GAP
+
+
+def ellipse_mask(
+    height: int, width: int, centre: tuple[float, float], radii: tuple[float, float]
+) -> np.ndarray:
+    """(H, W) uint8, 1 inside the axis-aligned ellipse (centre and radii as (y, x) fractions of the size)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    dy = (ys + 0.5 - centre[0] * height) / (radii[0] * height)
+    dx = (xs + 0.5 - centre[1] * width) / (radii[1] * width)
+    return (dy**2 + dx**2 <= 1.0).astype(np.uint8)
+
+
+def subsample(tensor: torch.Tensor, stride: int) -> torch.Tensor:
+    """Every ``stride``-th pixel of the last two dimensions (a stride coprime to the network's upsampling
+    factors, so every position of its transposed-convolution kernels is sampled)."""
+    return tensor[..., ::stride, ::stride].contiguous()
+
+
+def write_clip_tokenizer(bpe_gz: Path, folder: Path) -> Path:
+    """OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` as a transformers CLIP tokenizer folder, for official code
+    that loads its tokenizer with ``from_pretrained``.
+
+    The vocabulary is OpenAI's: the 256 byte symbols, the same with ``</w>``, one token per merge (the first
+    48894 merges), then ``<|startoftext|>`` (49406) and ``<|endoftext|>`` (49407).
+    """
+    import gzip  # noqa: PLC0415
+
+    with gzip.open(bpe_gz, "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    symbols = list(_bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    )
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special))
+    config = {**special, "model_max_length": 77, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table, in OpenAI's order."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in keep:
+            keep.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, (chr(c) for c in chars), strict=True))

@@ -14,9 +14,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.parity import catseg, partcatseg  # noqa: E402
+from tools.parity import catseg, clipseg_ovparts, partcatseg, partclipseg  # noqa: E402
 
-CASES = {**{name: catseg.generate for name in catseg.RELEASES}, "partcatseg_voc": partcatseg.generate}
+CASES = {
+    **{name: catseg.generate for name in catseg.RELEASES},
+    "partcatseg_voc": partcatseg.generate,
+    "partclipseg_voc": partclipseg.generate,
+    "clipseg_ovparts": clipseg_ovparts.generate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

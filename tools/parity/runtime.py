@@ -84,10 +84,13 @@ class _Placeholder(type):
 
 
 class _StandInFinder:
-    """Resolves ``torchvision`` and every ``torchvision.*`` submodule to a stand-in module."""
+    """Resolves each of ``names`` and all their submodules to stand-in modules."""
+
+    def __init__(self, names: tuple[str, ...] = ("torchvision",)) -> None:
+        self.names = names
 
     def find_spec(self, fullname: str, path: object = None, target: object = None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
+        if fullname.split(".")[0] in self.names:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None
 
@@ -114,8 +117,17 @@ def install_torchvision_stand_in() -> None:
     Every name resolves to a placeholder class whose construction fails loudly, so a harness run that
     reached torchvision code would stop rather than compute something else.
     """
-    if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _StandInFinder())
+    install_stand_ins(("torchvision",))
+
+
+def install_stand_ins(names: tuple[str, ...]) -> None:
+    """Packages an official code base imports at module level but never calls on the path the harness runs
+    (e.g. OV_PARTS imports ``mmseg`` for its ZSseg+ baseline): every name in them is a placeholder that
+    fails loudly when used."""
+    present = {n for f in sys.meta_path if isinstance(f, _StandInFinder) for n in f.names}
+    missing = tuple(n for n in names if n not in present)
+    if missing:
+        sys.meta_path.insert(0, _StandInFinder(missing))
 
 
 def install_detectron2(scratch: Path, commit: str = "HEAD") -> Path:
@@ -131,6 +143,59 @@ def install_detectron2(scratch: Path, commit: str = "HEAD") -> Path:
 def add_to_path(folder: Path) -> None:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+def cpu_only():
+    """A torch function mode that runs CUDA-only official code on the CPU.
+
+    Every ``device="cuda"`` (keyword or positional, string or ``torch.device``) given to a torch function or
+    tensor method becomes ``"cpu"`` and ``Tensor.cuda()`` returns the tensor unchanged. Nothing else changes:
+    the official code computes exactly what it computes on a GPU, in fp32.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    def on_cpu(value: object) -> object:
+        if isinstance(value, str) and value.startswith("cuda"):
+            return "cpu"
+        if isinstance(value, torch.device) and value.type == "cuda":
+            return torch.device("cpu")
+        return value
+
+    class CpuOnly(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.cuda:
+                return args[0]
+            kwargs = dict(kwargs or {})
+            if "device" in kwargs:
+                kwargs["device"] = on_cpu(kwargs["device"])
+            return func(*(on_cpu(a) for a in args), **kwargs)
+
+    return CpuOnly()
+
+
+def numpy_aliases() -> None:
+    """``np.float``/``np.int``/``np.bool``, which official mappers and evaluators written for numpy < 1.24 use.
+
+    They were plain aliases of the Python builtins, so restoring them changes no result.
+    """
+    import numpy as np
+
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def redirect_from_pretrained(cls: type, folders: dict[str, Path]) -> None:
+    """``cls.from_pretrained(hub_id)`` reads ``folders[hub_id]`` instead of downloading; other ids fail."""
+    original = cls.from_pretrained.__func__
+
+    def from_pretrained(klass, name, *args, **kwargs):
+        if str(name) not in folders:
+            raise RuntimeError(f"The parity harness has no local stand-in for {name!r}.")
+        return original(klass, str(folders[str(name)]), *args, **kwargs)
+
+    cls.from_pretrained = classmethod(from_pretrained)
 
 
 def restore_pillow_aliases() -> None:

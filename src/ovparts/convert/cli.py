@@ -90,3 +90,35 @@ def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
     result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
     click.echo(result.report())
     click.echo(f"Saved to {out_dir}.")
+
+
+@converter_command("clipseg", "CIDAS/clipseg-rd64-refined")
+@click.option(
+    "--config",
+    "base_config",
+    default="ov-parts",
+    show_default=True,
+    help="Named clipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
+)
+def convert_clipseg(checkpoint: str, out_dir: str, tokenizer: str, base_config: str) -> None:
+    """Convert an OV-PARTS CLIPSeg baseline checkpoint (.pth with clipseg_model. keys) into OUT_DIR.
+
+    The visual adapter and the learned non-object (background) vector come with it.
+
+    \b
+    Example:
+      ovparts convert clipseg clipseg_voc.pth clipseg-ovparts-voc/
+      ovparts segment photo.jpg --model clipseg --weights clipseg-ovparts-voc/ --vocab "cat: head, ear"
+    """
+    from ..errors import CheckpointError
+    from ..models.clipseg import CONFIGS
+    from .clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+
+    if base_config not in CONFIGS:
+        raise CheckpointError(f"Unknown clipseg config {base_config!r}; choose from {', '.join(CONFIGS)}.")
+    conversion = convert_state_dict(read_official_checkpoint(checkpoint), CONFIGS[base_config])
+    click.echo(conversion.summary())
+    if conversion.unconsumed:
+        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
+    path = write_checkpoint(conversion, out_dir, tokenizer)
+    click.echo(f"Wrote {path} (load it with --model clipseg --weights {path}).")

@@ -79,7 +79,7 @@ def read_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
         if any(k.startswith(BASELINE_PREFIX) for k in keys):
             raise CheckpointError(
                 f"{str(path)!r} is an OV-PARTS CLIPSeg baseline checkpoint, not PartCLIPSeg "
-                f"(its keys start with {BASELINE_PREFIX!r})."
+                f"(its keys start with {BASELINE_PREFIX!r}); convert it with `ovparts convert clipseg`."
             )
         raise CheckpointError(
             f"{str(path)!r} is not a PartCLIPSeg checkpoint: no key starts with {OFFICIAL_PREFIX!r}."
