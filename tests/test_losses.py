@@ -254,7 +254,7 @@ def test_partclipseg_total_loss_weights():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# PartCATSeg (design notes section 2.6)
+# PartCATSeg (official baselines/partcatseg.py)
 
 
 def test_partcatseg_part_loss_only_on_part_labelled_pixels():

@@ -31,7 +31,7 @@ UPSAMPLE_CHUNK = 16
 
 @dataclass(frozen=True)
 class SlidingWindow:
-    """CAT-Seg's evaluation (design notes section 1.10): the image resized to ``canvas`` x ``canvas`` (aspect
+    """CAT-Seg's evaluation (official ``CATSeg.inference_sliding_window``; docs/catseg.md): the image resized to ``canvas`` x ``canvas`` (aspect
     not kept), covered by ``window`` x ``window`` crops every ``window * (1 - overlap)`` pixels, plus a
     global view of the whole image at the window size. Probabilities are averaged where windows overlap,
     then 50/50 with the upsampled global view. 640 / 384 / 0.333 gives the official 2x2 windows + 1 view.

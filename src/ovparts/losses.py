@@ -1,6 +1,6 @@
 """Training losses, each a small pure function of logits and label maps (no module state).
 
-Conventions follow the official code paths quoted in the design notes: per-channel weighted binary
+Conventions follow the official code paths named in each function's docstring: per-channel weighted binary
 cross-entropy averaged over every selected element (not normalised by the weights), with the background
 channel weighted 0.05.
 """
@@ -284,7 +284,7 @@ def partclipseg_total_loss(
     return torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0) if faithful else total
 
 
-# PartCATSeg (design notes section 2.6). Logits are (B, C, H, W) at the label size; label maps are (B, H, W)
+# PartCATSeg (official ``baselines/partcatseg.py``, training branch). Logits are (B, C, H, W) at the label size; label maps are (B, H, W)
 # ids into the channel space of the logits they supervise, ``ignore_index`` where unlabelled.
 
 

@@ -1,4 +1,4 @@
-"""Synthetic official CAT-Seg state dicts: the official key names (design notes section 4.3), tiny shapes.
+"""Synthetic official CAT-Seg state dicts: the official key names (as the official module definitions name them), tiny shapes.
 
 Written from the documented layout, not from our modules, so that the converter's key map is checked against
 an independent description of the official files.

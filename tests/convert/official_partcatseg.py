@@ -1,4 +1,4 @@
-"""Synthetic official PartCATSeg state dicts: the official key names (design notes section 4.3), tiny shapes.
+"""Synthetic official PartCATSeg state dicts: the official key names (as the official module definitions name them), tiny shapes.
 
 CLIP and the stage-A aggregator reuse the CAT-Seg descriptions; DINOv2 is written in the torch.hub layout
 (``blocks.N.attn.qkv``, ``ls1.gamma``), independently of transformers' module names.

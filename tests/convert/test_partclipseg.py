@@ -21,7 +21,7 @@ PREFIX = "partclipseg_model."
 
 
 def official_state_dict(seed: int = 0, tokenizer=None) -> dict[str, torch.Tensor]:
-    """Keys as the official PartCLIPSeg saves them (design notes 6.3), with the tiny architecture's shapes.
+    """Keys as the official PartCLIPSeg saves them (official ``torch.save`` layout), with the tiny architecture's shapes.
 
     The CLIPSeg part comes from transformers itself; the PartCLIPSeg extras are listed by hand. ``tokenizer``
     (a folder) sets the token embedding's rows; the tiny tokenizer's 514 by default.

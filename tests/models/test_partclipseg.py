@@ -345,7 +345,7 @@ def test_segment_cli_with_tiny_partclipseg(chelsea_path, tmp_path):
     ],
 )
 def test_layout_sizes_match_the_official_tables(benchmark, train, test):
-    """T / P / O / N of the official train (seen parts) and test vocabularies (design notes 2.1)."""
+    """T / P / O / N of the official train (seen parts) and test vocabularies."""
     full = ovparts.Vocabulary.from_benchmark(benchmark)
     seen = ovparts.Vocabulary.from_names([p.name for p in full.parts if p.seen])
     for vocab, expected in [(seen, train), (full, test)]:

@@ -19,7 +19,7 @@ READERS: dict[str, type[BenchmarkReader]] = {
     "partimagenet_ood": PartImageNetOOD,
 }
 
-# Facts from the official READMEs (see shared/design/datasets_eval.md); printed by `ovparts data info`.
+# Facts from the official READMEs; printed by `ovparts data info`.
 DOWNLOADS: dict[str, list[str]] = {
     "pascal_part_116": [
         "OV-PARTS: https://drive.google.com/file/d/1f5kqrM2_iK_bWmQBW3rdSnGrnke4PUbX/view?usp=sharing",

@@ -1,6 +1,6 @@
 """Named averaging rules: how each official evaluator turns the confusion matrix into reported numbers.
 
-The three official code bases score the *same* predictions differently (``shared/design/evaluator_rules.md``).
+The three official code bases score the *same* predictions differently (docs/evaluation.md names each rule and the official evaluator it follows).
 Each compatibility rule below reproduces one of them exactly, quirks included, so numbers can be compared
 with published tables; ``ovparts`` is our own rule, the one we recommend for new results:
 

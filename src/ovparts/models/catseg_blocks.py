@@ -6,7 +6,7 @@ upsampling decoder) take a ``class_chunk`` so that memory grows with the chunk, 
 only block that mixes classes (class aggregation) is linear in T and runs on all classes at once. Chunking
 therefore never changes results.
 
-Module and tensor layouts follow ``../shared/design/catseg_partcatseg.md`` section 1.4-1.6; parameter names
+Module and tensor layouts follow the official ``cat_seg/modeling/transformer/model.py`` (docs/catseg.md); parameter names
 are ours, the converter in :mod:`ovparts.convert.catseg` maps the official names onto them.
 """
 

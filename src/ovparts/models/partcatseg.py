@@ -1,6 +1,6 @@
 """PartCATSeg: object-aware part cost aggregation (Choi et al., 2025, arXiv 2501.09688).
 
-Reads top to bottom as the method's figure (design notes ``catseg_partcatseg.md`` section 2):
+Reads top to bottom as the method's figure (docs/partcatseg.md):
 
 1. **Encoders.** Frozen CLIP gives dense image features (24 x 24 at 384 px) and per-template text embeddings;
    DINOv2 (fine-tuned at a small learning rate) gives the *structural* guidance maps at 1x, 2x, 4x the grid.

@@ -66,7 +66,7 @@ def nearest_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def clipseg_loss(
     model: nn.Module, batch: Batch, vocabulary: Vocabulary, ignore_index: int, background_weight: float = 0.05
 ) -> dict:
-    """OV-PARTS CLIPSeg baseline (partclipseg.md 1.7): BCE over T parts + the non-object channel (w 0.05).
+    """OV-PARTS CLIPSeg baseline (official: part-clipseg ``baselines/clipseg.py``): BCE over T parts + the non-object channel (w 0.05).
 
     Without a non-object vector the loss is the plain BCE over the T part channels, unlabelled pixels being
     all-zero targets, which is how the original CLIPSeg is trained.
@@ -87,7 +87,7 @@ def clipseg_loss(
 
 @register_loss("partclipseg")
 def partclipseg_loss(model: nn.Module, batch: Batch, vocabulary: Vocabulary, ignore_index: int) -> dict:
-    """PartCLIPSeg (partclipseg.md 2.4-2.6): the model's own ``loss`` returns every term and the total."""
+    """PartCLIPSeg (official: part-clipseg ``baselines/partclipseg.py``): the model's own ``loss`` returns every term and the total."""
     return model.loss(
         batch["pixel_values"], vocabulary, batch["part_labels"], batch["object_labels"], ignore_index
     )
@@ -97,7 +97,7 @@ def partclipseg_loss(model: nn.Module, batch: Batch, vocabulary: Vocabulary, ign
 def catseg_loss(
     model: nn.Module, batch: Batch, vocabulary: Vocabulary, ignore_index: int, faithful: bool = False
 ) -> dict:
-    """CAT-Seg (catseg_partcatseg.md 1.7): BCE on one-hot labels over the part classes.
+    """CAT-Seg (official: CAT-Seg ``cat_seg_model.py:CATSeg.forward``): BCE on one-hot labels over the part classes.
 
     ``faithful=True`` keeps ignore pixels inside the mean with all-zero targets, as the official code (and
     the published recipes) do; the default leaves them out.
@@ -109,7 +109,7 @@ def catseg_loss(
 
 @register_loss("partcatseg")
 def partcatseg_loss(model: nn.Module, batch: Batch, vocabulary: Vocabulary, ignore_index: int) -> dict:
-    """PartCATSeg (catseg_partcatseg.md 2.6): the model's ``loss`` with part and object labels, as PartCLIPSeg."""
+    """PartCATSeg (official: part-catseg ``baselines/partcatseg.py``): the model's ``loss`` with part and object labels, as PartCLIPSeg."""
     terms = model.loss(
         batch["pixel_values"], vocabulary, batch["part_labels"], batch["object_labels"], ignore_index
     )

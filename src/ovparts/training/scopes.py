@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import ConfigError
 
 SCOPE_PRESETS: dict[str, tuple[str, ...]] = {
-    # OV-PARTS / PartCLIPSeg (partclipseg.md 1.6): visual adapter, CLIP text token + position embeddings,
+    # OV-PARTS / PartCLIPSeg (official: part-clipseg's trainable-parameter filter): visual adapter, CLIP text token + position embeddings,
     # FiLM and the decoder. The background vector, the CLIP blocks and the text adapter stay frozen.
     "va+l+f+d": ("visual_adapter", "clip.text_model.embeddings", "film", "decoder"),
     # Original CLIPSeg: the decoder only (FiLM lives inside it here).
