@@ -9,8 +9,6 @@ model built and checked is ovparts' CLIPSeg with the ``ov-parts`` options.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,10 @@ import torch
 
 from ..errors import CheckpointError
 from ..hub import read_torch_file
+from ..models.base import PartSegModel
 from . import partclipseg
 from .partclipseg import Conversion
-from .tokenizer import attach_tokenizer, for_shape_check
+from .tokenizer import for_shape_check
 
 OFFICIAL_PREFIX = partclipseg.BASELINE_PREFIX  # "clipseg_model."
 
@@ -99,30 +98,7 @@ def convert_state_dict(
     from ..models.clipseg import CONFIGS
 
     base = dict(CONFIGS["ov-parts"] if base_config is None else base_config)
-    state: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-    dropped, unconsumed = [], []
-    for key, tensor in official.items():
-        target = map_key(key)
-        if target is None:
-            unconsumed.append(key)
-        elif target == "":
-            dropped.append(key)
-        else:
-            state[target], origin[target] = tensor, key
-    config = infer_config(state, base)
-    expected = expected_shapes(config)
-    missing = [k for k in expected if k not in state]
-    for key in [k for k in state if k not in expected]:
-        unconsumed.append(origin[key])
-        del state[key]
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != expected[key]:
-            raise CheckpointError(
-                f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
-                f"the checkpoint needs {expected[key]}."
-            )
-    return ClipSegConversion(state, config, dropped, unconsumed, missing)
+    return partclipseg.convert_with(official, base, map_key, infer_config, expected_shapes, ClipSegConversion)
 
 
 def write_checkpoint(
@@ -134,25 +110,7 @@ def write_checkpoint(
     """
     from ..models.clipseg import ClipSeg, ClipSegConfig
 
-    if conversion.missing:
-        raise CheckpointError(
-            f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, "
-            f"e.g. {official_key(conversion.missing[0])!r}."
-        )
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(f"{str(out)!r} already exists and is not an empty folder; choose a new one.")
-    conversion.config, folder = attach_tokenizer(conversion.config, tokenizer)
-    model = ClipSeg(ClipSegConfig.from_dict(conversion.config), tokenizer_folder=folder)
-    model.load_checked_state_dict(conversion.state_dict, source="the converted checkpoint")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
+        return ClipSeg(ClipSegConfig.from_dict(config), tokenizer_folder=folder)
+
+    return partclipseg.write_with(conversion, out_dir, tokenizer, build, official_key)

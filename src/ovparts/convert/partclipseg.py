@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..hub import read_torch_file
+from ..models.base import PartSegModel
 from .tokenizer import attach_tokenizer, for_shape_check
 
 OFFICIAL_PREFIX = "partclipseg_model."
@@ -183,19 +185,35 @@ def convert_state_dict(
     from ..models.partclipseg import CONFIGS
 
     base = dict(CONFIGS["default"] if base_config is None else base_config)
+    return convert_with(official, base, map_key, infer_config, expected_shapes, Conversion)
+
+
+def convert_with(
+    official: dict[str, torch.Tensor],
+    base: dict[str, Any],
+    key_map: Callable[[str], str | None],
+    read_config: Callable[[dict[str, torch.Tensor], dict[str, Any]], dict[str, Any]],
+    shapes: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
+    result: type[Conversion],
+) -> Conversion:
+    """The CLIPSeg family's conversion, given its key rules, shape reading and model shapes.
+
+    Every official key ends up converted, dropped on purpose or reported as unconsumed; tensors the model
+    does not have are reported, and a tensor of the wrong shape is refused naming its official key.
+    """
     state: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     dropped, unconsumed = [], []
     for key, tensor in official.items():
-        target = map_key(key)
+        target = key_map(key)
         if target is None:
             unconsumed.append(key)
         elif target == "":
             dropped.append(key)
         else:
             state[target], origin[target] = tensor, key
-    config = infer_config(state, base)
-    expected = expected_shapes(config)
+    config = read_config(state, base)
+    expected = shapes(config)
     missing = [k for k in expected if k not in state]
     for key in [k for k in state if k not in expected]:
         unconsumed.append(origin[key])
@@ -206,28 +224,43 @@ def convert_state_dict(
                 f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
                 f"the checkpoint needs {expected[key]}."
             )
-    return Conversion(state, config, dropped, unconsumed, missing)
+    return result(state, config, dropped, unconsumed, missing)
 
 
 def write_checkpoint(
     conversion: Conversion, out_dir: str | os.PathLike, tokenizer: str | os.PathLike
 ) -> Path:
-    """Build the model (strict shape checks), then write safetensors + config.json + tokenizer files.
-
-    The folder appears complete or not at all: it is written beside ``out_dir`` and renamed into place.
-    """
+    """Build the model (strict shape checks), then write safetensors + config.json + tokenizer files."""
     from ..models.partclipseg import PartClipSeg, PartClipSegConfig
 
+    def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
+        return PartClipSeg(PartClipSegConfig.from_dict(config), tokenizer_folder=folder)
+
+    return write_with(conversion, out_dir, tokenizer, build, official_key)
+
+
+def write_with(
+    conversion: Conversion,
+    out_dir: str | os.PathLike,
+    tokenizer: str | os.PathLike,
+    build: Callable[[dict[str, Any], str | os.PathLike], PartSegModel],
+    name_of: Callable[[str], str],
+) -> Path:
+    """Build the model ``build`` makes (strict shape checks), then write it with its tokenizer files.
+
+    The folder appears complete or not at all: it is written beside ``out_dir`` and renamed into place.
+    ``name_of`` turns one of our keys into the official name a message should show.
+    """
     if conversion.missing:
         raise CheckpointError(
             f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, "
-            f"e.g. {official_key(conversion.missing[0])!r}."
+            f"e.g. {name_of(conversion.missing[0])!r}."
         )
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{str(out)!r} already exists and is not an empty folder; choose a new one.")
     conversion.config, folder = attach_tokenizer(conversion.config, tokenizer)
-    model = PartClipSeg(PartClipSegConfig.from_dict(conversion.config), tokenizer_folder=folder)
+    model = build(conversion.config, folder)
     model.load_checked_state_dict(conversion.state_dict, source="the converted checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
