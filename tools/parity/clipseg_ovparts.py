@@ -44,14 +44,13 @@ def run_official(repo: str, config: str, scratch: Path, seed: int, checkpoint: P
         from baselines.data.datasets.register_pascal_part_116 import OBJ_CLASS_NAMES
         from detectron2.modeling import build_model
 
-        runtime.redirect_from_pretrained(
-            transformers.CLIPSegProcessor, {hf_clipseg.HUB_ID: hf_clipseg.processor_folder(root, scratch)}
-        )
-        standin = hf_clipseg.pretrained_folder(
-            transformers.CLIPSegForImageSegmentation, transformers.CLIPSegConfig, scratch, seed
-        )
-        runtime.redirect_from_pretrained(
-            transformers.CLIPSegForImageSegmentation, {hf_clipseg.HUB_ID: standin}
+        hf_clipseg.redirect_hub_downloads(
+            transformers.CLIPSegProcessor,
+            transformers.CLIPSegForImageSegmentation,
+            transformers.CLIPSegConfig,
+            root,
+            scratch,
+            seed,
         )
         hf_clipseg.register_test_metadata(OBJ_CLASS_NAMES)
         dataset_dict = hf_clipseg.write_annotations(scratch, OBJ_CLASS_NAMES)

@@ -130,6 +130,16 @@ def pretrained_folder(model_class: type, config_class: type, scratch: Path, seed
     return folder
 
 
+def redirect_hub_downloads(
+    processor_class: type, model_class: type, config_class: type, root: Path, scratch: Path, seed: int
+) -> None:
+    """Point the official ``from_pretrained(HUB_ID)`` calls of the processor and the model at local folders:
+    the repository's own BPE files, and a seeded random model of reduced width (see the module docstring)."""
+    runtime.redirect_from_pretrained(processor_class, {HUB_ID: processor_folder(root, scratch)})
+    standin = pretrained_folder(model_class, config_class, scratch, seed)
+    runtime.redirect_from_pretrained(model_class, {HUB_ID: standin})
+
+
 def register_test_metadata(obj_classes: list[str]) -> None:
     from detectron2.data import MetadataCatalog
 

@@ -35,14 +35,13 @@ def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> di
         from baselines.data.datasets.register_pascal_part_116 import OBJ_CLASS_NAMES
         from detectron2.modeling import build_model
 
-        runtime.redirect_from_pretrained(
-            transformers.PartCLIPSegProcessor, {hf_clipseg.HUB_ID: hf_clipseg.processor_folder(root, scratch)}
-        )
-        standin = hf_clipseg.pretrained_folder(
-            transformers.PartCLIPSegForImageSegmentation, transformers.PartCLIPSegConfig, scratch, seed
-        )
-        runtime.redirect_from_pretrained(
-            transformers.PartCLIPSegForImageSegmentation, {hf_clipseg.HUB_ID: standin}
+        hf_clipseg.redirect_hub_downloads(
+            transformers.PartCLIPSegProcessor,
+            transformers.PartCLIPSegForImageSegmentation,
+            transformers.PartCLIPSegConfig,
+            root,
+            scratch,
+            seed,
         )
         hf_clipseg.register_test_metadata(OBJ_CLASS_NAMES)
         dataset_dict = hf_clipseg.write_annotations(scratch, OBJ_CLASS_NAMES)
