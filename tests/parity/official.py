@@ -62,3 +62,23 @@ def assert_same_labels(
     assert where.any(), f"{what}: no pixel to compare"
     differ = float(((ours != theirs) & ~exempt)[where].mean())
     assert differ == 0.0, f"{what}: {100 * differ:.2f}% of the pixels get another label than the official one"
+
+
+def strided(case: OfficialCase, tensor: torch.Tensor) -> torch.Tensor:
+    """The pixels a fixture stores: every ``stride``-th row and column (case.json says which)."""
+    step = case.info["stride"]
+    return tensor[..., ::step, ::step]
+
+
+def convert_clipseg_family(case: OfficialCase, method: str, base: str, tokenizer: Path, out: Path) -> Path:
+    """The official checkpoint converted as a user would, through ``ovparts.convert.<method>``; the base
+    config supplies what shapes cannot tell (attention heads, which CLIP layers feed the decoder), here the
+    reduced fixture's layers."""
+    import importlib
+
+    converter = importlib.import_module(f"ovparts.convert.{method}")
+    configs = importlib.import_module(f"ovparts.models.{method}").CONFIGS
+    config = {**configs[base], "extract_layers": case.info["architecture"]["extract_layers"]}
+    conversion = converter.convert_state_dict(converter.read_official_checkpoint(case.checkpoint), config)
+    assert not conversion.unconsumed and not conversion.missing, conversion.summary()
+    return converter.write_checkpoint(conversion, out, tokenizer)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from .official import OfficialCase, assert_close, assert_same_labels
+from .official import OfficialCase, assert_close, assert_same_labels, convert_clipseg_family, strided
 
 CASE = "clipseg_ovparts"
 IGNORE = 255
@@ -28,15 +28,8 @@ def case():
 
 @pytest.fixture(scope="module")
 def converted(case, tmp_path_factory, clip_bpe_tokenizer_dir):
-    """The official checkpoint converted as a user would; the base config supplies what shapes cannot tell
-    (attention heads, which CLIP layers feed the decoder), here the reduced fixture's layers."""
-    from ovparts.convert.clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
-    from ovparts.models.clipseg import CONFIGS
-
-    base = {**CONFIGS["ov-parts"], "extract_layers": case.info["architecture"]["extract_layers"]}
-    conversion = convert_state_dict(read_official_checkpoint(case.checkpoint), base)
-    assert not conversion.unconsumed and not conversion.missing, conversion.summary()
-    return write_checkpoint(conversion, tmp_path_factory.mktemp("clipseg") / "model", clip_bpe_tokenizer_dir)
+    out = tmp_path_factory.mktemp("clipseg") / "model"
+    return convert_clipseg_family(case, "clipseg", "ov-parts", clip_bpe_tokenizer_dir, out)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +47,6 @@ def vocab(case):
     return Vocabulary.from_names(case.info["classes"])
 
 
-def _stride(case, tensor: torch.Tensor) -> torch.Tensor:
-    step = case.info["stride"]
-    return tensor[..., ::step, ::step]
-
-
 def test_fixture_is_discriminating(case):
     """Probabilities spread and several labels: a wrong model cannot pass by accident."""
     out = case.outputs
@@ -71,7 +59,7 @@ def test_network_outputs(case, segmenter, vocab, chelsea):
     """Decoder outputs at 352 x 352: one map per part, then the non-object vector's."""
     logits = segmenter.logits(chelsea, vocab)
     ours = torch.cat([logits.parts, logits.background], dim=1)[0]
-    assert_close(_stride(case, ours), case.outputs["logits"], "part + non-object logits")
+    assert_close(strided(case, ours), case.outputs["logits"], "part + non-object logits")
 
 
 def test_oracle_obj(case, segmenter, vocab, chelsea):
@@ -79,7 +67,7 @@ def test_oracle_obj(case, segmenter, vocab, chelsea):
     objects = np.where(mask, vocab.objects.index(case.info["object"]), -1)
     result = segmenter(chelsea, vocab, object_mask=objects)
     assert_close(
-        _stride(case, torch.from_numpy(result.part_scores)), case.outputs["part_probs"], "part probabilities"
+        strided(case, torch.from_numpy(result.part_scores)), case.outputs["part_probs"], "part probabilities"
     )
     official = case.outputs["oracle_obj_labels"]
     # the evaluator scores pixels inside its own (resized) copy of the object mask
@@ -94,7 +82,7 @@ def test_pred_all(case, segmenter, vocab, chelsea):
     result = segmenter(chelsea, vocab)
     tokens = len(vocab)
     assert_close(
-        _stride(case, torch.from_numpy(result.part_scores)), case.outputs["part_probs"], "part probabilities"
+        strided(case, torch.from_numpy(result.part_scores)), case.outputs["part_probs"], "part probabilities"
     )
     labels = np.where(result.part_map < 0, tokens, result.part_map)
     official, ties = case.outputs["pred_all_labels"], case.outputs["pred_all_ties"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from .official import OfficialCase, assert_close, assert_same_labels
+from .official import OfficialCase, assert_close, assert_same_labels, convert_clipseg_family, strided
 
 CASE = "partclipseg_voc"
 
@@ -24,17 +24,8 @@ def case():
 
 @pytest.fixture(scope="module")
 def converted(case, tmp_path_factory, clip_bpe_tokenizer_dir):
-    """The official checkpoint converted as a user would; the base config supplies what shapes cannot tell
-    (attention heads, which CLIP layers feed the decoder), here the reduced fixture's layers."""
-    from ovparts.convert.partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
-    from ovparts.models.partclipseg import CONFIGS
-
-    base = {**CONFIGS["default"], "extract_layers": case.info["architecture"]["extract_layers"]}
-    conversion = convert_state_dict(read_official_checkpoint(case.checkpoint), base)
-    assert not conversion.unconsumed and not conversion.missing, conversion.summary()
-    return write_checkpoint(
-        conversion, tmp_path_factory.mktemp("partclipseg") / "model", clip_bpe_tokenizer_dir
-    )
+    out = tmp_path_factory.mktemp("partclipseg") / "model"
+    return convert_clipseg_family(case, "partclipseg", "default", clip_bpe_tokenizer_dir, out)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +43,6 @@ def vocab(case):
     return Vocabulary.from_names(case.info["classes"])
 
 
-def _stride(case, tensor: torch.Tensor) -> torch.Tensor:
-    step = case.info["stride"]
-    return tensor[..., ::step, ::step]
-
-
 def test_fixture_is_discriminating(case):
     """Probabilities spread and several labels: a wrong model cannot pass by accident."""
     out = case.outputs
@@ -70,23 +56,23 @@ def test_network_outputs(case, segmenter, vocab, chelsea):
     logits = segmenter.logits(chelsea, vocab)
     official, classes = case.outputs["part_obj_logits"], case.outputs["class_logits"]
     parts = torch.cat([logits.parts, logits.background], dim=1)[0]
-    assert_close(_stride(case, parts), official, "object-specific part + background logits")
+    assert_close(strided(case, parts), official, "object-specific part + background logits")
     generalized = logits.extras["generalized_parts"][0]
-    assert_close(_stride(case, generalized), classes[: generalized.shape[0]], "generalized part logits")
+    assert_close(strided(case, generalized), classes[: generalized.shape[0]], "generalized part logits")
     # the official object head is in sorted() order of the part-bearing objects
     names = sorted({name.split("'s")[0] for name in case.info["classes"]})
     start = generalized.shape[0]
     for index, name in enumerate(names):
         ours = logits.objects[0, vocab.objects.index(name)]
-        assert_close(_stride(case, ours), classes[start + index], f"object logits of {name!r}")
-    assert_close(_stride(case, logits.object_background[0, 0]), classes[-1], "object background logits")
+        assert_close(strided(case, ours), classes[start + index], f"object logits of {name!r}")
+    assert_close(strided(case, logits.object_background[0, 0]), classes[-1], "object background logits")
 
 
 def test_pred_all(case, segmenter, vocab, chelsea):
     result = segmenter(chelsea, vocab)
     tokens = len(vocab)
     assert_close(
-        _stride(case, torch.from_numpy(result.part_scores)),
+        strided(case, torch.from_numpy(result.part_scores)),
         case.outputs["part_probs"][:tokens],
         "part probabilities",
     )
@@ -100,7 +86,7 @@ def test_oracle_obj(case, segmenter, vocab, chelsea):
     objects = np.where(mask, vocab.objects.index(case.info["object"]), -1)
     result = segmenter(chelsea, vocab, object_mask=objects)
     own = [i for i, name in enumerate(case.info["classes"]) if name.split("'s")[0] == case.info["object"]]
-    ours = _stride(case, torch.from_numpy(result.part_scores[own]))
+    ours = strided(case, torch.from_numpy(result.part_scores[own]))
     assert_close(ours, case.outputs["part_probs"][own], "Oracle-Obj part probabilities")
     official, ties = case.outputs["oracle_obj_labels"], case.outputs["oracle_obj_ties"]
     assert_same_labels(result.part_map, official, "Oracle-Obj label map", ties, where=mask)
