@@ -381,6 +381,16 @@ def _zip_bomb_bin(folder: Path) -> None:
         archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
 
 
+def _legacy_bin(folder: Path) -> None:
+    """pytorch_model.bin re-saved in the legacy (pre-1.6, non-zip) format: its sizes live inside the pickle."""
+    from safetensors.torch import load_file
+    from torch import save
+
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    save(state, folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+
+
 CHECKPOINT_CASES = [
     CheckpointCase("hidden-size-1e9", ERROR, _config(_set("vision_config", "hidden_size", 10**9)), "limit"),
     CheckpointCase(
@@ -418,6 +428,7 @@ CHECKPOINT_CASES = [
     ),
     CheckpointCase("safetensors-header-not-json", ERROR, lambda f: _safetensors_header(f, b"{{{{"), "header"),
     CheckpointCase("pytorch-bin-zip-bomb", ERROR, _zip_bomb_bin, "inflates"),
+    CheckpointCase("pytorch-bin-legacy-format", ERROR, _legacy_bin, "legacy pre-1.6"),
     CheckpointCase("unchanged", OK, lambda f: None),
 ]
 

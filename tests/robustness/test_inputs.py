@@ -296,6 +296,22 @@ def test_a_zip_bomb_pth_is_refused_by_the_converter_before_inflating(tmp_path):
     assert result.exit_code == 2 and "inflates" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["clipseg", "catseg", "partclipseg", "partcatseg"])
+def test_a_legacy_pth_is_refused_by_the_converters_with_how_to_resave_it(command, tmp_path, tiny_clipseg_dir):
+    import torch
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    next(c for c in CHECKPOINT_CASES if c.name == "pytorch-bin-legacy-format").damage(folder)
+    path = folder / "pytorch_model.bin"
+    assert len(torch.load(path, weights_only=True)) > 10  # a real checkpoint, readable by torch itself
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", command, str(path), str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "legacy pre-1.6" in result.output and "torch.save(torch.load(OLD" in result.output
+    assert not out.exists()
+
+
 def test_every_shipped_config_passes_the_checks():
     """The bounds admit every architecture ovparts ships (ViT-B/16, ViT-L/14, DINOv2, ResNet-101)."""
     import torch
