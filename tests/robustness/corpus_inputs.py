@@ -433,6 +433,30 @@ CHECKPOINT_CASES = [
 ]
 
 
+# ------------------------------------------------------------------ DINO weights (a folder or a hub id)
+@dataclass(frozen=True)
+class DinoCase:
+    name: str
+    config: Callable[[dict], object]  # a valid tiny DINOv2 config.json -> the hostile one written instead
+    says: str  # a word the sentence must contain
+
+
+def _dino(**changes) -> Callable[[dict], dict]:
+    return lambda config: {**config, **changes}
+
+
+# Each is refused whether the folder is given directly or found in the Hugging Face cache from its hub id.
+DINO_CASES = [
+    DinoCase("20000-layers", _dino(num_hidden_layers=20_000), "20000"),
+    DinoCase("hidden-size-1e9", _dino(hidden_size=10**9), "limit"),
+    DinoCase("heads-not-dividing-width", _dino(num_attention_heads=5), "does not divide"),
+    DinoCase("model-of-100-gb", _dino(hidden_size=1 << 16, num_attention_heads=1), "OVPARTS_MAX_MODEL_BYTES"),
+    DinoCase("unknown-activation", _dino(hidden_act="bogus"), "activation"),
+    DinoCase("config-a-list", lambda config: [config], "JSON object"),
+    DinoCase("nested-200-deep", _dino(extra=_nest(200)), "nest"),
+]
+
+
 # ------------------------------------------------------------------ --config files of the wrong shape
 @dataclass(frozen=True)
 class ConfigFileCase:

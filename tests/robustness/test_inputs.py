@@ -23,6 +23,7 @@ from .corpus_inputs import (
     CHECKPOINT_CASES,
     CONFIG_FILE_CASES,
     DATASET_CASES,
+    DINO_CASES,
     GEOMETRY_CASES,
     MASK_ARRAY_CASES,
     MASK_CASES,
@@ -351,13 +352,72 @@ def test_config_files_of_the_wrong_shape(case, tmp_path, small_png):
     )
 
 
-def test_a_local_dino_folder_is_bounded_before_transformers_builds_it(tmp_path):
-    from transformers import Dinov2Config
+TINY_DINO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 56}
 
+
+def _dino_folder(folder, case=None):
+    """A tiny DINOv2 checkpoint folder (random weights); with ``case``, its config.json replaced."""
+    import json
+
+    from transformers import Dinov2Config, Dinov2Model
+
+    Dinov2Model(Dinov2Config(**TINY_DINO)).save_pretrained(folder)
+    if case is not None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(case.config(config)))
+    return folder
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline: a hub id resolves only to what a test puts there."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def put(repo: str, case=None) -> str:
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        entry = cache / f"models--{repo.replace('/', '--')}"
+        (entry / "refs").mkdir(parents=True)
+        _dino_folder(entry / "snapshots" / commit, case)
+        (entry / "refs" / "main").write_text(commit)
+        return repo
+
+    return put
+
+
+@pytest.mark.parametrize("where", ["folder", "hub-id"])
+@pytest.mark.parametrize("case", DINO_CASES, ids=lambda c: c.name)
+def test_dino_weights_are_bounded_before_transformers_builds_them(case, where, tmp_path, hub_cache):
     from ovparts.backbones.dino import build_dino
     from ovparts.errors import ConfigError
 
-    Dinov2Config(num_hidden_layers=20_000).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="20000") as info:
-        build_dino("dinov2", weights=str(tmp_path))
-    assert one_sentence(str(info.value))
+    if where == "folder":
+        weights = str(_dino_folder(tmp_path / "dino", case))
+    else:
+        weights = hub_cache("someone/hostile-dino", case)
+    with pytest.raises(ConfigError) as info:
+        build_dino("dinov2", weights=weights)
+    assert one_sentence(str(info.value)) and case.says in str(info.value), str(info.value)
+
+
+def test_a_cached_dino_hub_id_loads_from_the_checked_folder(hub_cache):
+    from ovparts.backbones.dino import build_dino
+
+    encoder = build_dino("dinov2", weights=hub_cache("someone/tiny-dino"))
+    assert encoder.config.hidden_size == TINY_DINO["hidden_size"]
+    assert sum(p.numel() for p in encoder.parameters()) > 0
+
+
+def test_partcatseg_checks_a_dino_hub_id_before_building(hub_cache):
+    from ovparts.errors import ConfigError
+    from ovparts.models.partcatseg import CONFIGS, PartCatSeg, PartCatSegConfig
+
+    bad = next(c for c in DINO_CASES if c.name == "20000-layers")
+    config = PartCatSegConfig.from_dict(
+        {**CONFIGS["tiny"], "dino_weights": hub_cache("someone/hostile-dino", bad)}
+    )
+    with pytest.raises(ConfigError, match="20000"):
+        PartCatSeg(config)
