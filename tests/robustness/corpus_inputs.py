@@ -408,7 +408,12 @@ CHECKPOINT_CASES = [
     ),
     CheckpointCase("float-reduce-dim", ERROR, _config(_set("reduce_dim", 16.5)), "integer"),
     CheckpointCase("boolean-projection-dim", ERROR, _config(_set("projection_dim", True)), "integer"),
-    CheckpointCase("heads-not-dividing-width", ERROR, _config(_set("decoder_num_attention_heads", 3))),
+    CheckpointCase(
+        "heads-not-dividing-width", ERROR, _config(_set("decoder_num_attention_heads", 3)), "does not divide"
+    ),
+    CheckpointCase(
+        "extract-layer-past-the-encoder", ERROR, _config(_set("extract_layers", [1, 2, 4])), "0 to 3"
+    ),
     CheckpointCase("nested-200-deep", ERROR, _config(_set("vision_config", "extra", _nest(200))), "nest"),
     CheckpointCase("config-is-a-list", ERROR, lambda f: (f / "config.json").write_text("[1, 2]"), "object"),
     CheckpointCase("config-utf16", ERROR, _utf16, "UTF-8"),
@@ -430,6 +435,51 @@ CHECKPOINT_CASES = [
     CheckpointCase("pytorch-bin-zip-bomb", ERROR, _zip_bomb_bin, "inflates"),
     CheckpointCase("pytorch-bin-legacy-format", ERROR, _legacy_bin, "legacy pre-1.6"),
     CheckpointCase("unchanged", OK, lambda f: None),
+]
+
+
+# ------------------------------------------------------------------ model configs refused when read, not at build
+@dataclass(frozen=True)
+class ModelConfigCase:
+    name: str
+    model: str  # changes apply to this model's "tiny" config
+    change: Callable[[dict], dict]  # the tiny config -> the options a --config file overrides
+    says: str
+
+
+def _section(name: str, **changes) -> Callable[[dict], dict]:
+    return lambda config: {name: {**config[name], **changes}}
+
+
+MODEL_CONFIG_CASES = [
+    ModelConfigCase(
+        "extract-layer-past-the-encoder", "clipseg", lambda c: {"extract_layers": [1, 2, 4]}, "0 to 3"
+    ),
+    ModelConfigCase(
+        "extract-layer-equal-to-depth", "partclipseg", lambda c: {"extract_layers": [4]}, "0 to 3"
+    ),
+    ModelConfigCase("extract-layer-negative", "clipseg", lambda c: {"extract_layers": [-1, 2, 3]}, "0 to 3"),
+    ModelConfigCase("extract-layer-far-negative", "clipseg", lambda c: {"extract_layers": [-9, 2]}, "0 to 3"),
+    ModelConfigCase(
+        "extract-layer-repeated", "clipseg", lambda c: {"extract_layers": [1, 1, 3]}, "more than once"
+    ),
+    ModelConfigCase("extract-layers-empty", "partclipseg", lambda c: {"extract_layers": []}, "at least one"),
+    ModelConfigCase(
+        "conditional-layer-past-the-decoder", "clipseg", lambda c: {"conditional_layer": 3}, "0 to 2"
+    ),
+    ModelConfigCase(
+        "clipseg-decoder-heads", "clipseg", lambda c: {"decoder_num_attention_heads": 3}, "divide"
+    ),
+    ModelConfigCase(
+        "clipseg-vision-heads", "clipseg", _section("vision_config", num_attention_heads=5), "divide"
+    ),
+    ModelConfigCase("catseg-head-heads", "catseg", _section("head", heads=5), "divide"),
+    ModelConfigCase("catseg-head-width", "catseg", _section("head", hidden_dim=30), "divide"),
+    ModelConfigCase("catseg-text-heads", "catseg", _section("text_config", num_attention_heads=3), "divide"),
+    ModelConfigCase("partcatseg-head-heads", "partcatseg", _section("head", heads=3), "divide"),
+    ModelConfigCase(
+        "partcatseg-dino-heads", "partcatseg", _section("dino_config", num_attention_heads=5), "divide"
+    ),
 ]
 
 

@@ -27,6 +27,7 @@ from .corpus_inputs import (
     GEOMETRY_CASES,
     MASK_ARRAY_CASES,
     MASK_CASES,
+    MODEL_CONFIG_CASES,
     OK,
     bomb_in_sparse_file,
     small_png_in_sparse_file,
@@ -350,6 +351,33 @@ def test_config_files_of_the_wrong_shape(case, tmp_path, small_png):
     assert "Traceback" not in result.output and len(lines) == 1 and lines[0].startswith("Error:"), (
         result.output
     )
+
+
+@pytest.mark.parametrize("case", MODEL_CONFIG_CASES, ids=lambda c: c.name)
+def test_model_configs_are_refused_when_read(case, tmp_path, small_png, monkeypatch):
+    """Layer indices and attention heads are checked with the config, not by a crash when the model is built."""
+    import json
+
+    from ovparts.errors import ConfigError
+    from ovparts.models import base
+    from ovparts.models.registry import model_spec
+
+    spec = model_spec(case.model)
+    overrides = case.change(spec.configs["tiny"])
+    with pytest.raises(ConfigError) as info:
+        spec.cls.config_class.from_dict({**spec.configs["tiny"], **overrides})
+    assert one_sentence(str(info.value)) and case.says in str(info.value), str(info.value)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built from a refused config")
+
+    monkeypatch.setattr(base.PartSegModel, "checked_build", classmethod(never))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"base": "tiny", **overrides}))
+    args = ["segment", str(small_png), "--vocab", "cat: head", "--model", case.model, "--config", str(path)]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and case.says in lines[0], result.output
 
 
 TINY_DINO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 56}
