@@ -119,12 +119,16 @@ def check_zip_checkpoint(path: str | os.PathLike) -> None:
     """
     label = repr(os.fspath(path))
     try:
-        if not zipfile.is_zipfile(path):
-            raise CheckpointError(
-                f"The checkpoint {label} is not a zip-based PyTorch file (the legacy pre-1.6 format, whose "
-                "sizes cannot be checked before loading, or not a checkpoint at all); re-save it on a machine "
-                "you trust with `torch.save(torch.load(OLD, weights_only=True), NEW)` and pass NEW."
-            )
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise CheckpointError(f"The checkpoint {label} cannot be read ({err.strerror}).") from None
+    if not is_zip:
+        raise CheckpointError(
+            f"The checkpoint {label} is not a zip-based PyTorch file (the legacy pre-1.6 format, whose "
+            "sizes cannot be checked before loading, or not a checkpoint at all); re-save it on a machine "
+            "you trust with `torch.save(torch.load(OLD, weights_only=True), NEW)` and pass NEW."
+        )
+    try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as err:
