@@ -458,11 +458,8 @@ MODEL_CONFIG_CASES = [
     ModelConfigCase(
         "extract-layer-equal-to-depth", "partclipseg", lambda c: {"extract_layers": [4]}, "0 to 3"
     ),
-    ModelConfigCase("extract-layer-negative", "clipseg", lambda c: {"extract_layers": [-1, 2, 3]}, "0 to 3"),
+    ModelConfigCase("extract-layer-minus-2", "clipseg", lambda c: {"extract_layers": [-2, 2, 3]}, "0 to 3"),
     ModelConfigCase("extract-layer-far-negative", "clipseg", lambda c: {"extract_layers": [-9, 2]}, "0 to 3"),
-    ModelConfigCase(
-        "extract-layer-repeated", "clipseg", lambda c: {"extract_layers": [1, 1, 3]}, "more than once"
-    ),
     ModelConfigCase("extract-layers-empty", "partclipseg", lambda c: {"extract_layers": []}, "at least one"),
     ModelConfigCase(
         "conditional-layer-past-the-decoder", "clipseg", lambda c: {"conditional_layer": 3}, "0 to 2"
@@ -481,6 +478,10 @@ MODEL_CONFIG_CASES = [
         "partcatseg-dino-heads", "partcatseg", _section("dino_config", num_attention_heads=5), "divide"
     ),
 ]
+
+
+# Accepted: the official CLIPSeg's numbering (-1 reads the embeddings) and a layer read twice.
+ACCEPTED_EXTRACT_LAYERS = [[-1, 0, 0], [3, 3], [0]]
 
 
 # ------------------------------------------------------------------ DINO weights (a folder or a hub id)

@@ -20,6 +20,7 @@ from ovparts.imageio import load_image
 
 from .corpus import decompression_bomb
 from .corpus_inputs import (
+    ACCEPTED_EXTRACT_LAYERS,
     CHECKPOINT_CASES,
     CONFIG_FILE_CASES,
     DATASET_CASES,
@@ -378,6 +379,16 @@ def test_model_configs_are_refused_when_read(case, tmp_path, small_png, monkeypa
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and case.says in lines[0], result.output
+
+
+@pytest.mark.parametrize("layers", ACCEPTED_EXTRACT_LAYERS, ids=str)
+def test_extract_layers_the_official_clipseg_accepts_still_run(layers, small_png):
+    import ovparts
+
+    model = ovparts.load_model("clipseg", config={"base": "tiny", "extract_layers": layers})
+    assert model.config.extract_layers == layers
+    result = ovparts.Segmenter(model)(str(small_png), "cat: head, tail")
+    assert result.part_map.shape == load_image(str(small_png)).size[::-1]
 
 
 TINY_DINO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 56}

@@ -94,25 +94,22 @@ class ClipSegConfig(ModelConfig):
 
 
 def check_decoder_layers(extract_layers: list[int], conditional_layer: int, vision_config: object) -> None:
-    """The decoder reads ``extract_layers`` (0-based vision blocks) and applies FiLM at ``conditional_layer``.
+    """The decoder reads ``extract_layers`` and applies FiLM at ``conditional_layer``; both checked with the config.
 
-    An index past the encoder, a negative one (Python would read it from the end, -1 meaning the embeddings)
-    or a repeated one builds a model that fails at its first image or silently reads the wrong layer, so each
-    is refused here, when the config is read.
+    As in the official CLIPSeg, index ``i`` reads hidden state ``i + 1``: 0 to depth - 1 are the vision blocks'
+    outputs and -1 the embeddings. Anything else used to pass the config and fail at the first image. A layer
+    may be read twice (the official code allows it, and a reduced official parity model does it).
     """
     if not isinstance(extract_layers, list | tuple) or not extract_layers:
         raise ConfigError("extract_layers must list at least one vision layer for the decoder to read.")
     depth = vision_config.get("num_hidden_layers") if isinstance(vision_config, dict) else None
     if isinstance(depth, int) and not isinstance(depth, bool):
-        outside = [i for i in extract_layers if not 0 <= i < depth]
+        outside = [i for i in extract_layers if not -1 <= i < depth]
         if outside:
             raise ConfigError(
                 f"extract_layers {list(extract_layers)} names layer {outside[0]}, but the vision encoder's "
-                f"layers are numbered 0 to {depth - 1}."
+                f"layers are numbered 0 to {depth - 1} (-1: the embeddings)."
             )
-    repeated = sorted({i for i in extract_layers if list(extract_layers).count(i) > 1})
-    if repeated:
-        raise ConfigError(f"extract_layers {list(extract_layers)} names layer {repeated[0]} more than once.")
     if not 0 <= conditional_layer < len(extract_layers):
         raise ConfigError(
             f"conditional_layer {conditional_layer} must index one of the {len(extract_layers)} decoder "
