@@ -4,7 +4,9 @@ Both formats state every tensor's size up front. Reading that first lets ovparts
 with the file's real size (a header announcing a 100000 x 100000 tensor in a 1 KB file is a lie) and with
 the model the config describes, before any tensor is read or any model is built. Zip-based ``.pth`` files
 (``torch.save``) are checked for how much their entries inflate to: a small deflated file must not expand to
-gigabytes inside ``torch.load``.
+gigabytes inside ``torch.load``. The legacy (pre-1.6, non-zip) format declares its sizes only inside the pickle
+itself, where nothing can be checked before ``torch.load`` allocates them, so it is refused with the one line
+that converts it.
 """
 
 from __future__ import annotations
@@ -109,14 +111,24 @@ def _entry_spec(name: str, entry: object, data_bytes: int, label: str) -> Tensor
 
 
 def check_zip_checkpoint(path: str | os.PathLike) -> None:
-    """Refuse a zip-based ``.pth`` whose entries would inflate beyond the bounds of ``ovparts.limits``.
+    """Refuse a ``.pth`` that is not zip-based, or whose entries would inflate beyond ``ovparts.limits``.
 
-    Non-zip files (the legacy pickle format) are left to ``torch.load``.
+    The legacy format (``_use_new_zipfile_serialization=False``, the default before torch 1.6) stores each
+    storage's size inside the pickle, read only while ``torch.load`` allocates it: a few bytes can ask for
+    gigabytes. Every official checkpoint ovparts converts is zip-based, so legacy files are refused.
     """
     label = repr(os.fspath(path))
     try:
-        if not zipfile.is_zipfile(path):
-            return
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise CheckpointError(f"The checkpoint {label} cannot be read ({err.strerror}).") from None
+    if not is_zip:
+        raise CheckpointError(
+            f"The checkpoint {label} is not a zip-based PyTorch file (the legacy pre-1.6 format, whose "
+            "sizes cannot be checked before loading, or not a checkpoint at all); re-save it on a machine "
+            "you trust with `torch.save(torch.load(OLD, weights_only=True), NEW)` and pass NEW."
+        )
+    try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as err:

@@ -155,6 +155,43 @@ def check_numbers(tree: Any, where: str, error: type[Exception]) -> None:
                 raise error(f"{path} must be at least 1, not {value}.")
 
 
+# (width, heads) key pairs found together in one section: the heads split the width into equal parts.
+# transformers' CLIP, DINOv2 and ViT sections; CLIPSeg's decoder; the CAT-Seg / PartCATSeg head.
+_WIDTH_HEADS = (
+    ("hidden_size", "num_attention_heads"),
+    ("reduce_dim", "decoder_num_attention_heads"),
+    ("hidden_dim", "heads"),
+)
+
+
+def check_attention_widths(tree: Any, where: str, error: type[Exception]) -> None:
+    """In every section, attention heads must divide the width they split (else a reshape fails at build)."""
+    stack: list[tuple[str, Any]] = [(where, tree)]
+    while stack:
+        path, value = stack.pop()
+        if not isinstance(value, dict):
+            continue
+        for width_key, heads_key in _WIDTH_HEADS:
+            width, heads = value.get(width_key), value.get(heads_key)
+            if _is_int(width) and _is_int(heads) and heads >= 1 and width % heads:
+                raise error(
+                    f"{path}.{heads_key} {heads} does not divide {path}.{width_key} {width}; "
+                    "attention heads split the width into equal parts."
+                )
+        stack.extend((f"{path}.{k}", v) for k, v in value.items())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config_tree(tree: Any, where: str, error: type[Exception]) -> None:
+    """All value checks of a parsed config tree: numbers and sizes, activations, attention widths."""
+    check_numbers(tree, where, error)
+    check_activations(tree, where, error)
+    check_attention_widths(tree, where, error)
+
+
 def check_activations(tree: Any, where: str, error: type[Exception]) -> None:
     """``hidden_act`` values (transformers configs) must name an activation transformers knows."""
     from transformers.activations import ACT2FN

@@ -66,7 +66,7 @@ def read_torch_file(path: str | os.PathLike) -> object:
     from .checkpoint_files import check_zip_checkpoint
     from .errors import CheckpointError
 
-    check_zip_checkpoint(path)  # declared sizes first: a small deflated file must not inflate to gigabytes
+    check_zip_checkpoint(path)  # declared sizes first (zip directory); the legacy non-zip format is refused
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a plain tensor checkpoint"
@@ -103,7 +103,7 @@ def checkpoint_specs(folder: Path) -> dict:
     """Name -> ``TensorSpec`` of every tensor in a checkpoint folder, without reading tensor data.
 
     safetensors: from the header. ``pytorch_model.bin``: memory-mapped after its zip directory passed
-    ``check_zip_checkpoint`` (a legacy pickle is read in full, as ``load_state_dict`` would).
+    ``check_zip_checkpoint`` (which refuses the legacy, non-zip format).
     """
     import torch
 
@@ -116,7 +116,7 @@ def checkpoint_specs(folder: Path) -> dict:
     check_zip_checkpoint(file)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - not mmap-able (legacy format) or not a tensor file: read it normally
+    except Exception:  # noqa: BLE001 - not a plain tensor file: read_torch_file says so in one sentence
         state = read_torch_file(file)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"The weights file {str(file)!r} holds no dictionary of tensors.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,34 +54,50 @@ def _read_file(path: Path, max_pixels: int | None) -> Image.Image:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, after Pillow is done with it
     except OSError as err:
         raise ImageError(f"The image file {str(path)!r} cannot be read ({err.strerror}).") from err
+    label = repr(str(path))
     try:
-        with handle, warnings.catch_warnings():
-            # our own check (below) replaces Pillow's warning; its hard stop (2x its limit) still applies
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(handle) as probe:
-                check_pixels(probe, limit, repr(str(path)))
-                probe.load()
-                return _to_rgb(probe, repr(str(path)))
+        with (
+            handle,
+            opened_within(handle, limit, lambda detail: ImageError(f"The image {label} {detail}.")) as probe,
+        ):
+            probe.load()
+            return _to_rgb(probe, label)
     except ImageError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageError(
-            f"The image {str(path)!r} declares more pixels than the limit of {limit} (a decompression bomb?)."
-        ) from err
     except UnidentifiedImageError as err:
         raise ImageError(f"The file {str(path)!r} is not an image format that Pillow can read.") from err
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as err:
         raise ImageError(f"The image {str(path)!r} is corrupt or truncated ({_first_line(err)}).") from err
 
 
-def check_pixels(image: Image.Image, limit: int, label: str) -> None:
-    """Refuse an opened (not yet decoded) image whose header declares more than ``limit`` pixels.
+@contextlib.contextmanager
+def opened_within(
+    source: str | os.PathLike | BinaryIO, limit: int, refuse: Callable[[str], Exception]
+) -> Iterator[Image.Image]:
+    """An opened, not yet decoded image whose header declares at most ``limit`` pixels.
 
+    The one place where images, label maps and object masks are checked from their header: Pillow's own bomb
+    warning is replaced by this bound (its hard stop at twice its limit becomes the same refusal), and
+    ``refuse(detail)`` builds the caller's own error from the end of a sentence ("is 40000x40000 pixels, ...").
     Only the first frame is ever decoded, so its size is the one that counts.
     """
-    width, height = image.size
-    if width * height > limit:
-        raise ImageError(f"The image {label} is {width}x{height} pixels, more than the limit of {limit}.")
+    bomb = f"declares more pixels than the limit of {limit} (a decompression bomb?)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except Image.DecompressionBombError as err:
+            raise refuse(bomb) from err
+        with image:
+            width, height = image.size
+            if width * height > limit:
+                raise refuse(
+                    f"is {width}x{height} pixels, more than the limit of {limit} (a decompression bomb?)"
+                )
+            try:
+                yield image
+            except Image.DecompressionBombError as err:
+                raise refuse(bomb) from err
 
 
 def _first_line(err: BaseException) -> str:

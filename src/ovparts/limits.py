@@ -81,3 +81,16 @@ def nesting_depth(value: object, limit: int) -> int:
                 return depth
             stack.extend((child, depth) for child in (node.values() if isinstance(node, dict) else node))
     return deepest
+
+
+def check_model_bytes(model: object, what: str) -> None:
+    """Refuse a model (built on the ``meta`` device) whose parameters and buffers exceed ``MAX_MODEL_BYTES``.
+
+    ``what`` starts the sentence: "The clipseg config of 'folder'".
+    """
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())  # type: ignore[attr-defined]
+    most = MAX_MODEL_BYTES.value()
+    if size > most:
+        raise ConfigError(
+            f"{what} describes {size} bytes of parameters, more than the limit of {most} (OVPARTS_MAX_MODEL_BYTES)."
+        )

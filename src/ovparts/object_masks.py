@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from PIL import Image
 
 from . import limits
 from .errors import MaskError
+from .imageio import opened_within
 from .vocabulary import Vocabulary
 
 # Formats that store integers exactly. JPEG, WebP and JPEG 2000 are refused even when lossless is possible:
@@ -61,22 +61,22 @@ def read_object_mask(
             stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as err:
             raise MaskError(f"The object mask {label} cannot be read ({err.strerror}).") from err
+    limit = limits.MAX_IMAGE_PIXELS.value()
     try:
-        with stream, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound is checked below
-            with Image.open(stream) as image:
-                if image.format not in LOSSLESS_FORMATS or _lossy_tiff(image):
-                    raise MaskError(
-                        f"The object mask {label} is a {image.format or 'lossy'} file; object ids need a "
-                        "lossless format such as PNG."
-                    )
-                return _decode(image, size, label)
+        with (
+            stream,
+            opened_within(
+                stream, limit, lambda detail: MaskError(f"The object mask {label} {detail}.")
+            ) as image,
+        ):
+            if image.format not in LOSSLESS_FORMATS or _lossy_tiff(image):
+                raise MaskError(
+                    f"The object mask {label} is a {image.format or 'lossy'} file; object ids need a "
+                    "lossless format such as PNG."
+                )
+            return _decode(image, size, label)
     except MaskError:
         raise
-    except Image.DecompressionBombError as err:
-        raise MaskError(
-            f"The object mask {label} declares more pixels than the limit of {limits.MAX_IMAGE_PIXELS.value()}."
-        ) from err
     except Exception as err:  # noqa: BLE001 - any decoder failure is the same user error
         raise MaskError(
             f"The object mask {label} is not a readable single-channel PNG of object ids."

@@ -169,7 +169,7 @@ def test_wrong_shapes_are_refused():
 def test_non_partclipseg_files_are_refused(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="plain PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a zip-based PyTorch file"):
         read_official_checkpoint(text)
     baseline = {k.replace(PREFIX, "clipseg_model."): v for k, v in official_state_dict().items()}
     with pytest.raises(CheckpointError, match="OV-PARTS CLIPSeg baseline"):

@@ -381,6 +381,16 @@ def _zip_bomb_bin(folder: Path) -> None:
         archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
 
 
+def _legacy_bin(folder: Path) -> None:
+    """pytorch_model.bin re-saved in the legacy (pre-1.6, non-zip) format: its sizes live inside the pickle."""
+    from safetensors.torch import load_file
+    from torch import save
+
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    save(state, folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+
+
 CHECKPOINT_CASES = [
     CheckpointCase("hidden-size-1e9", ERROR, _config(_set("vision_config", "hidden_size", 10**9)), "limit"),
     CheckpointCase(
@@ -398,7 +408,12 @@ CHECKPOINT_CASES = [
     ),
     CheckpointCase("float-reduce-dim", ERROR, _config(_set("reduce_dim", 16.5)), "integer"),
     CheckpointCase("boolean-projection-dim", ERROR, _config(_set("projection_dim", True)), "integer"),
-    CheckpointCase("heads-not-dividing-width", ERROR, _config(_set("decoder_num_attention_heads", 3))),
+    CheckpointCase(
+        "heads-not-dividing-width", ERROR, _config(_set("decoder_num_attention_heads", 3)), "does not divide"
+    ),
+    CheckpointCase(
+        "extract-layer-past-the-encoder", ERROR, _config(_set("extract_layers", [1, 2, 4])), "0 to 3"
+    ),
     CheckpointCase("nested-200-deep", ERROR, _config(_set("vision_config", "extra", _nest(200))), "nest"),
     CheckpointCase("config-is-a-list", ERROR, lambda f: (f / "config.json").write_text("[1, 2]"), "object"),
     CheckpointCase("config-utf16", ERROR, _utf16, "UTF-8"),
@@ -418,7 +433,78 @@ CHECKPOINT_CASES = [
     ),
     CheckpointCase("safetensors-header-not-json", ERROR, lambda f: _safetensors_header(f, b"{{{{"), "header"),
     CheckpointCase("pytorch-bin-zip-bomb", ERROR, _zip_bomb_bin, "inflates"),
+    CheckpointCase("pytorch-bin-legacy-format", ERROR, _legacy_bin, "legacy pre-1.6"),
     CheckpointCase("unchanged", OK, lambda f: None),
+]
+
+
+# ------------------------------------------------------------------ model configs refused when read, not at build
+@dataclass(frozen=True)
+class ModelConfigCase:
+    name: str
+    model: str  # changes apply to this model's "tiny" config
+    change: Callable[[dict], dict]  # the tiny config -> the options a --config file overrides
+    says: str
+
+
+def _section(name: str, **changes) -> Callable[[dict], dict]:
+    return lambda config: {name: {**config[name], **changes}}
+
+
+MODEL_CONFIG_CASES = [
+    ModelConfigCase(
+        "extract-layer-past-the-encoder", "clipseg", lambda c: {"extract_layers": [1, 2, 4]}, "0 to 3"
+    ),
+    ModelConfigCase(
+        "extract-layer-equal-to-depth", "partclipseg", lambda c: {"extract_layers": [4]}, "0 to 3"
+    ),
+    ModelConfigCase("extract-layer-minus-2", "clipseg", lambda c: {"extract_layers": [-2, 2, 3]}, "0 to 3"),
+    ModelConfigCase("extract-layer-far-negative", "clipseg", lambda c: {"extract_layers": [-9, 2]}, "0 to 3"),
+    ModelConfigCase("extract-layers-empty", "partclipseg", lambda c: {"extract_layers": []}, "at least one"),
+    ModelConfigCase(
+        "conditional-layer-past-the-decoder", "clipseg", lambda c: {"conditional_layer": 3}, "0 to 2"
+    ),
+    ModelConfigCase(
+        "clipseg-decoder-heads", "clipseg", lambda c: {"decoder_num_attention_heads": 3}, "divide"
+    ),
+    ModelConfigCase(
+        "clipseg-vision-heads", "clipseg", _section("vision_config", num_attention_heads=5), "divide"
+    ),
+    ModelConfigCase("catseg-head-heads", "catseg", _section("head", heads=5), "divide"),
+    ModelConfigCase("catseg-head-width", "catseg", _section("head", hidden_dim=30), "divide"),
+    ModelConfigCase("catseg-text-heads", "catseg", _section("text_config", num_attention_heads=3), "divide"),
+    ModelConfigCase("partcatseg-head-heads", "partcatseg", _section("head", heads=3), "divide"),
+    ModelConfigCase(
+        "partcatseg-dino-heads", "partcatseg", _section("dino_config", num_attention_heads=5), "divide"
+    ),
+]
+
+
+# Accepted: the official CLIPSeg's numbering (-1 reads the embeddings) and a layer read twice.
+ACCEPTED_EXTRACT_LAYERS = [[-1, 0, 0], [3, 3], [0]]
+
+
+# ------------------------------------------------------------------ DINO weights (a folder or a hub id)
+@dataclass(frozen=True)
+class DinoCase:
+    name: str
+    config: Callable[[dict], object]  # a valid tiny DINOv2 config.json -> the hostile one written instead
+    says: str  # a word the sentence must contain
+
+
+def _dino(**changes) -> Callable[[dict], dict]:
+    return lambda config: {**config, **changes}
+
+
+# Each is refused whether the folder is given directly or found in the Hugging Face cache from its hub id.
+DINO_CASES = [
+    DinoCase("20000-layers", _dino(num_hidden_layers=20_000), "20000"),
+    DinoCase("hidden-size-1e9", _dino(hidden_size=10**9), "limit"),
+    DinoCase("heads-not-dividing-width", _dino(num_attention_heads=5), "does not divide"),
+    DinoCase("model-of-100-gb", _dino(hidden_size=1 << 16, num_attention_heads=1), "OVPARTS_MAX_MODEL_BYTES"),
+    DinoCase("unknown-activation", _dino(hidden_act="bogus"), "activation"),
+    DinoCase("config-a-list", lambda config: [config], "JSON object"),
+    DinoCase("nested-200-deep", _dino(extra=_nest(200)), "nest"),
 ]
 
 

@@ -26,17 +26,38 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
-def write_malicious(path, marker) -> None:
-    with open(path, "wb") as handle:
-        pickle.dump({"model": {"weight": RunsACommand(marker)}}, handle)
+def write_malicious(path, marker, legacy: bool = False) -> None:
+    """A checkpoint as torch.save writes it (zip-based, or the legacy format) whose pickle runs a command."""
+    payload = {"model": {"weight": RunsACommand(marker)}}
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
 
 
-def test_the_payload_really_runs_when_unpickled_unsafely(tmp_path):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_the_payload_really_runs_when_unpickled_unsafely(tmp_path, legacy):
     marker = tmp_path / "ran"
-    write_malicious(tmp_path / "evil.pth", marker)
-    with open(tmp_path / "evil.pth", "rb") as handle:
-        pickle.load(handle)  # the control: plain pickle executes it
+    write_malicious(tmp_path / "evil.pth", marker, legacy)
+    torch.load(tmp_path / "evil.pth", weights_only=False)  # the control: an unrestricted load executes it
     assert marker.exists()
+
+
+def test_a_plain_pickle_runs_it_too(tmp_path):
+    marker = tmp_path / "ran"
+    with open(tmp_path / "evil.pkl", "wb") as handle:
+        pickle.dump({"model": {"weight": RunsACommand(marker)}}, handle)
+    with pytest.raises(CheckpointError, match="not a zip-based"):
+        read_torch_file(tmp_path / "evil.pkl")
+    assert not marker.exists()
+    with open(tmp_path / "evil.pkl", "rb") as handle:
+        pickle.load(handle)  # the control
+    assert marker.exists()
+
+
+def test_a_legacy_malicious_checkpoint_is_refused_unread(tmp_path):
+    marker = tmp_path / "ran"
+    write_malicious(tmp_path / "evil.pth", marker, legacy=True)
+    with pytest.raises(CheckpointError, match="legacy pre-1.6"):
+        read_torch_file(tmp_path / "evil.pth")
+    assert not marker.exists()
 
 
 def test_read_torch_file_refuses_code(tmp_path):

@@ -20,12 +20,15 @@ from ovparts.imageio import load_image
 
 from .corpus import decompression_bomb
 from .corpus_inputs import (
+    ACCEPTED_EXTRACT_LAYERS,
     CHECKPOINT_CASES,
     CONFIG_FILE_CASES,
     DATASET_CASES,
+    DINO_CASES,
     GEOMETRY_CASES,
     MASK_ARRAY_CASES,
     MASK_CASES,
+    MODEL_CONFIG_CASES,
     OK,
     bomb_in_sparse_file,
     small_png_in_sparse_file,
@@ -296,6 +299,22 @@ def test_a_zip_bomb_pth_is_refused_by_the_converter_before_inflating(tmp_path):
     assert result.exit_code == 2 and "inflates" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["clipseg", "catseg", "partclipseg", "partcatseg"])
+def test_a_legacy_pth_is_refused_by_the_converters_with_how_to_resave_it(command, tmp_path, tiny_clipseg_dir):
+    import torch
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(tiny_clipseg_dir, folder)
+    next(c for c in CHECKPOINT_CASES if c.name == "pytorch-bin-legacy-format").damage(folder)
+    path = folder / "pytorch_model.bin"
+    assert len(torch.load(path, weights_only=True)) > 10  # a real checkpoint, readable by torch itself
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", command, str(path), str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "legacy pre-1.6" in result.output and "torch.save(torch.load(OLD" in result.output
+    assert not out.exists()
+
+
 def test_every_shipped_config_passes_the_checks():
     """The bounds admit every architecture ovparts ships (ViT-B/16, ViT-L/14, DINOv2, ResNet-101)."""
     import torch
@@ -335,13 +354,109 @@ def test_config_files_of_the_wrong_shape(case, tmp_path, small_png):
     )
 
 
-def test_a_local_dino_folder_is_bounded_before_transformers_builds_it(tmp_path):
-    from transformers import Dinov2Config
+@pytest.mark.parametrize("case", MODEL_CONFIG_CASES, ids=lambda c: c.name)
+def test_model_configs_are_refused_when_read(case, tmp_path, small_png, monkeypatch):
+    """Layer indices and attention heads are checked with the config, not by a crash when the model is built."""
+    import json
 
+    from ovparts.errors import ConfigError
+    from ovparts.models import base
+    from ovparts.models.registry import model_spec
+
+    spec = model_spec(case.model)
+    overrides = case.change(spec.configs["tiny"])
+    with pytest.raises(ConfigError) as info:
+        spec.cls.config_class.from_dict({**spec.configs["tiny"], **overrides})
+    assert one_sentence(str(info.value)) and case.says in str(info.value), str(info.value)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built from a refused config")
+
+    monkeypatch.setattr(base.PartSegModel, "checked_build", classmethod(never))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"base": "tiny", **overrides}))
+    args = ["segment", str(small_png), "--vocab", "cat: head", "--model", case.model, "--config", str(path)]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and case.says in lines[0], result.output
+
+
+@pytest.mark.parametrize("layers", ACCEPTED_EXTRACT_LAYERS, ids=str)
+def test_extract_layers_the_official_clipseg_accepts_still_run(layers, small_png):
+    import ovparts
+
+    model = ovparts.load_model("clipseg", config={"base": "tiny", "extract_layers": layers})
+    assert model.config.extract_layers == layers
+    result = ovparts.Segmenter(model)(str(small_png), "cat: head, tail")
+    assert result.part_map.shape == load_image(str(small_png)).size[::-1]
+
+
+TINY_DINO = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 56}
+
+
+def _dino_folder(folder, case=None):
+    """A tiny DINOv2 checkpoint folder (random weights); with ``case``, its config.json replaced."""
+    import json
+
+    from transformers import Dinov2Config, Dinov2Model
+
+    Dinov2Model(Dinov2Config(**TINY_DINO)).save_pretrained(folder)
+    if case is not None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(case.config(config)))
+    return folder
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline: a hub id resolves only to what a test puts there."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def put(repo: str, case=None) -> str:
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        entry = cache / f"models--{repo.replace('/', '--')}"
+        (entry / "refs").mkdir(parents=True)
+        _dino_folder(entry / "snapshots" / commit, case)
+        (entry / "refs" / "main").write_text(commit)
+        return repo
+
+    return put
+
+
+@pytest.mark.parametrize("where", ["folder", "hub-id"])
+@pytest.mark.parametrize("case", DINO_CASES, ids=lambda c: c.name)
+def test_dino_weights_are_bounded_before_transformers_builds_them(case, where, tmp_path, hub_cache):
     from ovparts.backbones.dino import build_dino
     from ovparts.errors import ConfigError
 
-    Dinov2Config(num_hidden_layers=20_000).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="20000") as info:
-        build_dino("dinov2", weights=str(tmp_path))
-    assert one_sentence(str(info.value))
+    if where == "folder":
+        weights = str(_dino_folder(tmp_path / "dino", case))
+    else:
+        weights = hub_cache("someone/hostile-dino", case)
+    with pytest.raises(ConfigError) as info:
+        build_dino("dinov2", weights=weights)
+    assert one_sentence(str(info.value)) and case.says in str(info.value), str(info.value)
+
+
+def test_a_cached_dino_hub_id_loads_from_the_checked_folder(hub_cache):
+    from ovparts.backbones.dino import build_dino
+
+    encoder = build_dino("dinov2", weights=hub_cache("someone/tiny-dino"))
+    assert encoder.config.hidden_size == TINY_DINO["hidden_size"]
+    assert sum(p.numel() for p in encoder.parameters()) > 0
+
+
+def test_partcatseg_checks_a_dino_hub_id_before_building(hub_cache):
+    from ovparts.errors import ConfigError
+    from ovparts.models.partcatseg import CONFIGS, PartCatSeg, PartCatSegConfig
+
+    bad = next(c for c in DINO_CASES if c.name == "20000-layers")
+    config = PartCatSegConfig.from_dict(
+        {**CONFIGS["tiny"], "dino_weights": hub_cache("someone/hostile-dino", bad)}
+    )
+    with pytest.raises(ConfigError, match="20000"):
+        PartCatSeg(config)

@@ -14,6 +14,7 @@ training engine which factor to apply to the parameters under this module.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,29 +57,52 @@ def build_dino(kind: str, config: dict[str, Any] | None = None, weights: str | N
     """
     if kind not in DINO_KINDS:
         raise ConfigError(f"Unknown DINO kind {kind!r}; use 'dinov2' or 'dino'.")
-    if weights is not None:
-        _check_local_config(Path(weights))
+    folder = checked_dino_folder(kind, weights) if weights is not None else None
     if kind == "dinov2":
         from transformers import Dinov2Config, Dinov2Model  # noqa: PLC0415
 
         if weights is not None:
-            return Dinov2Model.from_pretrained(str(weights))
+            return Dinov2Model.from_pretrained(str(folder))
         return Dinov2Model(Dinov2Config(**(config or DINOV2_SMALL)))
     from transformers import ViTConfig, ViTModel  # noqa: PLC0415
 
     if weights is not None:
-        return ViTModel.from_pretrained(str(weights), add_pooling_layer=False)
+        return ViTModel.from_pretrained(str(folder), add_pooling_layer=False)
     return ViTModel(ViTConfig(**(config or DINO_VITB16)), add_pooling_layer=False)
 
 
-def _check_local_config(folder: Path) -> None:
-    """A local DINO folder's config.json gets the bounds of every ovparts config before transformers builds it."""
-    from ..config_checks import check_activations, check_numbers, read_config_file  # noqa: PLC0415
+def checked_dino_folder(kind: str, weights: str | os.PathLike) -> Path:
+    """The local folder of DINO ``weights`` (a folder, or a hub id resolved through the cache or a download),
+    its config.json checked with the bounds of every ovparts config and the model it describes measured on
+    the ``meta`` device, before transformers builds anything from it.
 
-    if (folder / "config.json").is_file():
-        values = read_config_file(folder / "config.json", "DINO config", ConfigError)
-        check_numbers(values, "dino config.json", ConfigError)
-        check_activations(values, "dino config.json", ConfigError)
+    The folder, not the hub id, is what transformers then reads, so the config that was checked is the one used.
+    """
+    from .. import limits  # noqa: PLC0415
+    from ..config_checks import check_config_tree, read_config_file  # noqa: PLC0415
+    from ..hub import resolve_weights  # noqa: PLC0415
+
+    folder = resolve_weights(weights)
+    values = read_config_file(folder / "config.json", "DINO config", ConfigError)
+    if not isinstance(values, dict):
+        raise ConfigError(f"The DINO config {str(folder / 'config.json')!r} must be a JSON object.")
+    check_config_tree(values, "dino config.json", ConfigError)
+    if kind == "dinov2":
+        from transformers import Dinov2Config as config_class  # noqa: PLC0415
+        from transformers import Dinov2Model as model_class  # noqa: PLC0415
+    else:
+        from transformers import ViTConfig as config_class  # noqa: PLC0415
+        from transformers import ViTModel as model_class  # noqa: PLC0415
+    try:
+        with torch.device("meta"):
+            probe = model_class(config_class.from_dict(values))
+    except Exception as err:  # noqa: BLE001 - any constructor failure is the config's fault
+        raise ConfigError(
+            f"The DINO config in {str(folder)!r} does not describe a buildable {kind} model "
+            f"({type(err).__name__})."
+        ) from None
+    limits.check_model_bytes(probe, f"The DINO config in {str(folder)!r}")
+    return folder
 
 
 def resize_position_table(table: Tensor, grid: tuple[int, int], hub_offset: bool) -> Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import limits
 from ..errors import DatasetError
+from ..imageio import opened_within
 from .records import IGNORE
 
 # Everything Pillow may raise on a hostile file, besides "not an image at all".
@@ -59,25 +59,14 @@ def open_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
     """
     limit = limits.MAX_IMAGE_PIXELS.value()
     try:
-        with warnings.catch_warnings():
-            # our own check (below) replaces Pillow's warning; its hard stop (2x its limit) still applies
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > limit:
-                    raise DatasetError(
-                        f"{path}: the {what} is {width}x{height} pixels, more than the limit of {limit} "
-                        "(a decompression bomb?)."
-                    )
-                yield image
+        with opened_within(
+            path, limit, lambda detail: DatasetError(f"{path}: the {what} {detail}.")
+        ) as image:
+            yield image
     except DatasetError:
         raise
     except FileNotFoundError as exc:
         raise DatasetError(f"{path}: the {what} does not exist.") from exc
-    except Image.DecompressionBombError as exc:
-        raise DatasetError(
-            f"{path}: the {what} declares more pixels than the limit of {limit} (a decompression bomb?)."
-        ) from exc
     except UnidentifiedImageError as exc:
         raise DatasetError(f"{path}: not a readable {what} ({_first_line(exc)}).") from exc
     except _DECODE_ERRORS as exc:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import limits
 from ..checkpoint_files import TensorSpec
-from ..config_checks import check_activations, check_dataclass_values, check_numbers, read_config_file
+from ..config_checks import check_config_tree, check_dataclass_values, read_config_file
 from ..errors import CheckpointError, ConfigError, OvpartsError
 from ..hub import checkpoint_specs, load_state_dict, resolve_weights
 from ..imageio import atomic_write
@@ -104,8 +104,7 @@ class ModelConfig:
         for key, value in values.items():
             if isinstance(value, dict) and not value:
                 raise ConfigError(f"The section {cls.__name__}.{key} is empty.")
-        check_numbers(values, cls.__name__, ConfigError)
-        check_activations(values, cls.__name__, ConfigError)
+        check_config_tree(values, cls.__name__, ConfigError)
         return cls(**values)
 
     def replace(self, **changes: Any) -> ModelConfig:
@@ -216,14 +215,8 @@ class PartSegModel(nn.Module):
                 f"({type(err).__name__}: {detail[:200]})."
             ) from None
         own = {k: TensorSpec(tuple(v.shape), v.is_floating_point()) for k, v in probe.state_dict().items()}
-        size = sum(v.numel() * v.element_size() for v in probe.state_dict().values())
+        limits.check_model_bytes(probe, f"The {cls.name} config of {source}")
         del probe
-        most = limits.MAX_MODEL_BYTES.value()
-        if size > most:
-            raise ConfigError(
-                f"The {cls.name} config of {source} describes {size} bytes of parameters, more than the "
-                f"limit of {most} (OVPARTS_MAX_MODEL_BYTES)."
-            )
         if specs is not None:
             check_tensor_specs(own, rename(specs) if rename else specs, source, cls.name, allow_missing)
         return cls._build_for_checkpoint(config, folder) if folder is not None else cls(config)

@@ -107,7 +107,7 @@ class CatSegHeadConfig:
             value = getattr(self, f.name)
             if isinstance(value, list):  # from JSON
                 setattr(self, f.name, tuple(value))
-        if self.hidden_dim % self.heads:
+        if self.heads < 1 or self.hidden_dim % self.heads:
             raise ConfigError(f"hidden_dim {self.hidden_dim} must be divisible by heads {self.heads}.")
         if self.prompts < 1:
             raise ConfigError("CAT-Seg needs at least one prompt template (prompts >= 1).")

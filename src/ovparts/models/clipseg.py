@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..hub import checkpoint_specs, load_state_dict
 from ..templates import TEMPLATE_SETS
 from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
@@ -88,6 +88,33 @@ class ClipSegConfig(ModelConfig):
     class_chunk: int | str = 8  # "auto": sized from free memory
     # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
     tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        check_decoder_layers(self.extract_layers, self.conditional_layer, self.vision_config)
+
+
+def check_decoder_layers(extract_layers: list[int], conditional_layer: int, vision_config: object) -> None:
+    """The decoder reads ``extract_layers`` and applies FiLM at ``conditional_layer``; both checked with the config.
+
+    As in the official CLIPSeg, index ``i`` reads hidden state ``i + 1``: 0 to depth - 1 are the vision blocks'
+    outputs and -1 the embeddings. Anything else used to pass the config and fail at the first image. A layer
+    may be read twice (the official code allows it, and a reduced official parity model does it).
+    """
+    if not isinstance(extract_layers, list | tuple) or not extract_layers:
+        raise ConfigError("extract_layers must list at least one vision layer for the decoder to read.")
+    depth = vision_config.get("num_hidden_layers") if isinstance(vision_config, dict) else None
+    if isinstance(depth, int) and not isinstance(depth, bool):
+        outside = [i for i in extract_layers if not -1 <= i < depth]
+        if outside:
+            raise ConfigError(
+                f"extract_layers {list(extract_layers)} names layer {outside[0]}, but the vision encoder's "
+                f"layers are numbered 0 to {depth - 1} (-1: the embeddings)."
+            )
+    if not 0 <= conditional_layer < len(extract_layers):
+        raise ConfigError(
+            f"conditional_layer {conditional_layer} must index one of the {len(extract_layers)} decoder "
+            f"blocks (0 to {len(extract_layers) - 1})."
+        )
 
 
 def _architecture_config(architecture: dict, **extra: Any) -> dict[str, Any]:
