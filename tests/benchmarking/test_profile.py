@@ -99,3 +99,17 @@ def test_cpu_bf16_detection_from_flags(flags, support, precision):
 def test_cuda_precision_choice(monkeypatch, bf16):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     assert preferred_precision("cuda") == ("bf16" if bf16 else "fp16")
+
+
+def test_reduced_precision_benchmark_reports_its_speedup_against_fp32(tmp_path):
+    out = tmp_path / "bf16.json"
+    args = ["benchmark", "--size", "tiny", "--model", "catseg", "--classes", "3", "--repeats", "2"]
+    args += ["--batch", "1", "--no-peers", "--in-process", "--precision", "bf16", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text())["rows"][0]
+    fp32 = row["fp32"]
+    assert len(fp32["times_s"]) == len(row["times_s"]) == 2
+    assert fp32["speedup"] == pytest.approx(fp32["latency_s"] / row["latency_s"])
+    assert "bf16 speed-up" in result.output
+    assert "bf16 hardware" in result.output
