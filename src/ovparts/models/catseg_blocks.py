@@ -341,15 +341,27 @@ class ClassAttention(nn.Module):
         self.k = nn.Linear(dim + guidance_dim, dim)
         self.v = nn.Linear(dim, dim)
 
+    def pad_rows(
+        self, token: Tensor, guidance: Tensor | None, count: int
+    ) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Query, key and value (heads, head_dim) of ``count`` padding classes (``token`` (dim,), its
+        ``guidance`` (G,) or None), computed once for every row; the ``pad`` argument of :meth:`forward`."""
+
+        def rows(t: Tensor) -> Tensor:
+            return t.reshape(self.heads, -1)
+
+        q, k = guided_linear(self.q, token, guidance), guided_linear(self.k, token, guidance)
+        return rows(q), rows(k), rows(self.v(token)), count
+
     def forward(
-        self, x: Tensor, guidance: Tensor | None, pad: tuple[Tensor, Tensor | None, int] | None = None
+        self, x: Tensor, guidance: Tensor | None, pad: tuple[Tensor, Tensor, Tensor, int] | None = None
     ) -> Tensor:
         """``x`` (N, T, dim) with ``guidance`` (N, T, G), or ``x`` (B, n, T, dim) with ``guidance`` (B, T, G)
         shared by the n rows of each item; returns x's shape.
 
-        ``pad`` = (token (dim,), guidance (G,) or None, count): ``count`` padding classes appended to every
-        row, the same token everywhere. Linear attention takes them as shared keys and values (computed once,
-        not per row); query attention normalises over the queries, so there the padded rows are appended.
+        ``pad`` (from :meth:`pad_rows`): padding classes appended to every row, the same everywhere. Linear
+        attention takes them as shared keys and values (computed once, not per row); query attention
+        normalises over the queries, so there the padded rows are appended.
         """
         t, c = x.shape[-2:]
         if x.dim() == 4 and guidance is not None and guidance.dim() == 3:
@@ -357,22 +369,18 @@ class ClassAttention(nn.Module):
         q = guided_linear(self.q, x, guidance).reshape(-1, t, self.heads, c // self.heads)
         k = guided_linear(self.k, x, guidance).reshape(-1, t, self.heads, c // self.heads)
         v = self.v(x).reshape(-1, t, self.heads, c // self.heads)
-        if pad is None or pad[2] <= 0:
+        if pad is None or pad[3] <= 0:
             out = CLASS_ATTENTIONS[self.kind](q, k, v)
+        elif self.kind == "linear":
+            out = linear_attention(q, k, v, pad=(pad[1], pad[2], pad[3]))
         else:
-            token, pad_guidance, count = pad
-            pad_k = guided_linear(self.k, token, pad_guidance).reshape(self.heads, -1)
-            pad_v = self.v(token).reshape(self.heads, -1)
-            if self.kind == "linear":
-                out = linear_attention(q, k, v, pad=(pad_k, pad_v, count))
-            else:
-                pad_q = guided_linear(self.q, token, pad_guidance).reshape(self.heads, -1)
+            count = pad[3]
 
-                def extend(rows: Tensor, extra: Tensor) -> Tensor:
-                    return torch.cat([rows, extra.expand(rows.shape[0], count, -1, -1)], dim=1)
+            def extend(rows: Tensor, extra: Tensor) -> Tensor:
+                return torch.cat([rows, extra.expand(rows.shape[0], count, -1, -1)], dim=1)
 
-                out = CLASS_ATTENTIONS[self.kind](extend(q, pad_q), extend(k, pad_k), extend(v, pad_v))
-                out = out[:, :t]
+            out = CLASS_ATTENTIONS[self.kind](extend(q, pad[0]), extend(k, pad[1]), extend(v, pad[2]))
+            out = out[:, :t]
         return out.reshape(x.shape)
 
 
@@ -430,7 +438,10 @@ class ClassAggregation(nn.Module):
         pad = None
         if extra > 0:
             pad_guidance = self.pad_guidance if guidance is not None else None
-            pad = (self.norm1(self.pad_token), pad_guidance, extra)
+            norm = self.norm1  # functional: a module called on a bare Parameter upsets FlopCounterMode
+            token = F.layer_norm(self.pad_token, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            # a plain method, not a module call: the module hooks (FlopCounterMode's) never see Parameters
+            pad = self.attn.pad_rows(token, pad_guidance, extra)
 
         def run(rows: Tensor) -> Tensor:
             rows = rows + self.attn(self.norm1(rows), guidance, pad)
