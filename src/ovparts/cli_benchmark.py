@@ -50,6 +50,11 @@ import click
 @click.option(
     "--in-process", is_flag=True, help="No worker process per setting (peak RSS then not per setting)."
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Per-stage time, FLOPs and fraction of the matmul rate (CAT-Seg and PartCATSeg), no peers.",
+)
 @click.option("--json", "json_path", help="Also write the report as JSON.")
 @click.option("--markdown", "markdown_path", help="Also write a Markdown table.")
 def benchmark(
@@ -66,6 +71,7 @@ def benchmark(
     peer_classes: int | None,
     threads: int | None,
     in_process: bool,
+    profile: bool,
     json_path: str | None,
     markdown_path: str | None,
 ) -> None:
@@ -74,7 +80,11 @@ def benchmark(
     ovparts and each peer run in their own worker processes and are timed in turn, round after round, so
     that both sides of a ratio see the same load: the ratios are the figures to trust on a shared machine.
     Peers: 'transformers' (CLIPSeg), 'reference' (image re-encoded per class, whole cost volume at once)
-    and 'official' (the official code's batching)."""
+    and 'official' (the official code's batching).
+
+    With --profile: one prediction of CAT-Seg / PartCATSeg split into stages (image encoder, cost volume,
+    guidance projection, spatial and class aggregation, decoder, upsampling, label assignment), each with
+    its time, FLOPs and fraction of a matmul's FLOP rate measured in the same process."""
     from .benchmarking import (
         DEFAULT_CLASSES,
         MODELS,
@@ -97,6 +107,10 @@ def benchmark(
         raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(MODELS)}.")
     if any(k < 1 for k in classes) or repeats < 1 or batch < 1:
         raise ConfigError("--classes, --repeats and --batch must be positive.")
+    if profile:
+        profiles = _profile(models, size, classes or DEFAULT_CLASSES, device, repeats, precision, threads)
+        _write_profiles(profiles, json_path, markdown_path)
+        return
     options = BenchmarkOptions(
         models=models or MODELS,
         classes=classes or DEFAULT_CLASSES,
@@ -120,4 +134,49 @@ def benchmark(
         atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "--json")
     if markdown_path:
         table = format_markdown(report) + "\n"
+        atomic_write(markdown_path, lambda tmp: tmp.write_text(table, encoding="utf-8"), "--markdown")
+
+
+def _profile(
+    models: tuple[str, ...],
+    size: str,
+    classes: tuple[int, ...],
+    device: str,
+    repeats: int,
+    precision: str,
+    threads: int | None,
+) -> list[dict]:
+    """Print a per-stage table per (model, K); returns them for --json / --markdown."""
+    import torch
+
+    from .benchmarking.profile import PROFILED_MODELS, format_profile, profile_model
+    from .errors import ConfigError
+    from .precision import describe_precision_support
+
+    other = [m for m in models if m not in PROFILED_MODELS]
+    if other:
+        raise ConfigError(
+            f"--profile covers {' and '.join(PROFILED_MODELS)} (the cost-aggregation heads), not {other[0]!r}."
+        )
+    if threads:
+        torch.set_num_threads(threads)
+    click.echo(describe_precision_support(device, precision))
+    profiles = []
+    for model in models or PROFILED_MODELS:
+        for k in classes:
+            result = profile_model(model, size, k, device, repeats, precision)
+            profiles.append(result)
+            click.echo(format_profile(result))
+    return profiles
+
+
+def _write_profiles(profiles: list[dict], json_path: str | None, markdown_path: str | None) -> None:
+    from .benchmarking.profile import format_profile_markdown
+    from .outputs import atomic_write
+
+    if json_path:
+        text = json.dumps(profiles, indent=2)
+        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "--json")
+    if markdown_path:
+        table = "\n\n".join(format_profile_markdown(p) for p in profiles) + "\n"
         atomic_write(markdown_path, lambda tmp: tmp.write_text(table, encoding="utf-8"), "--markdown")

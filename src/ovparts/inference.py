@@ -18,6 +18,7 @@ from PIL import Image
 from .errors import VocabularyError
 from .imageio import ImageLike, load_image
 from .models.base import PartLogits, PartSegModel
+from .models.stages import stage
 from .object_masks import load_object_mask
 from .precision import autocast, check_precision
 from .preprocessing import image_tensor, interpolate, normalize, resize_shortest_edge
@@ -273,10 +274,12 @@ class Segmenter:
         keep = self.keep_scores
         if keep is None:
             keep = len(vocab) * size[0] * size[1] <= AUTO_KEEP_SCORES_LIMIT
-        return self._labels(logits, vocab, size, objects, keep)
+        with stage("label assignment"):
+            return self._labels(logits, vocab, size, objects, keep)
 
     def _probabilities(self, logits: torch.Tensor, size: tuple[int, int], activation: str) -> torch.Tensor:
-        up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)[0]
+        with stage("upsampling"):
+            up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)[0]
         return torch.sigmoid(up) if activation == "sigmoid" else up
 
     def _predicted_objects(

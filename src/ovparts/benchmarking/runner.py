@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from ..precision import PRECISIONS, autocast, check_precision
+from ..precision import PRECISIONS, autocast, check_precision, describe_precision_support
 from .cases import DEFAULT_CLASSES, MODELS, PEERS, TEXT_PER_CALL, build_case
 from .measure import PeakMemory, count_flops, load_average, matmul_rate, max_rss_bytes, median_seconds
 
@@ -231,6 +231,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "threads": options.threads or torch.get_num_threads(),
         "precision": options.precision,
+        "precision_support": describe_precision_support(device, options.precision),
         "compiled": options.compile,
         "size": options.size,
         "isolated_processes": options.isolate,
@@ -261,9 +262,13 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
             settings = {
                 v: replace(base, variant=v, encoder=base.encoder and v == "ovparts") for v in variants
             }
+            if options.precision != "fp32":  # the same model in fp32, timed in the same rounds
+                settings[FP32_BASELINE] = replace(base, precision="fp32", encoder=False, batch=1)
             results = _measure_alternating(settings, options)
             row = {"model": model, "k": k, **results.pop("ovparts")}
             _log(options, f"{model} K={k}: {row['latency_s']:.3f} s")
+            if FP32_BASELINE in results:
+                row[FP32_BASELINE] = _compare_fp32(results.pop(FP32_BASELINE), row, options)
             if results:
                 row["peers"] = {v: _compare(model, v, peer, row, options) for v, peer in results.items()}
             rows.append(row)
@@ -290,6 +295,22 @@ def _measure_alternating(settings: dict[str, Setting], options: BenchmarkOptions
         for worker in workers.values():
             if isinstance(worker, ProcessWorker):
                 worker.close()
+
+
+FP32_BASELINE = "fp32"  # the key of the fp32 run beside a reduced-precision one
+
+
+def _compare_fp32(fp32: dict, row: dict, options: BenchmarkOptions) -> dict:
+    """ovparts in fp32 against ovparts in the reduced precision, from the same alternating rounds."""
+    rounds = [f / o for f, o in zip(fp32["times_s"], row["times_s"], strict=True)]
+    result = {
+        "latency_s": fp32["latency_s"],
+        "times_s": fp32["times_s"],
+        "speedup": fp32["latency_s"] / row["latency_s"],
+        "speedup_rounds": statistics.median(rounds),
+    }
+    _log(options, f"  fp32: {fp32['latency_s']:.3f} s ({result['speedup']:.2f}x from {options.precision})")
+    return result
 
 
 def _compare(model: str, variant: str, peer: dict, row: dict, options: BenchmarkOptions) -> dict:
@@ -348,6 +369,12 @@ def format_table(report: dict) -> str:
             f"{row['forward_peak_bytes'] / mib:>7.0f}"
             + (f" {enc / 1e9:>8.1f} {row['encoder_fraction_of_matmul']:>6.0%}" if enc else "")
         )
+        fp32 = row.get(FP32_BASELINE)
+        if fp32:
+            lines.append(
+                f"{'':<12} vs fp32         {fp32['latency_s']:>8.2f} s   {meta['precision']} speed-up "
+                f"{fp32['speedup']:.2f}x (by round {fp32['speedup_rounds']:.2f}x)"
+            )
         for variant, peer in row.get("peers", {}).items():
             extrapolated |= peer["extrapolated"]
             lines.append(
@@ -360,6 +387,8 @@ def format_table(report: dict) -> str:
         {(r["model"], v, p["name"]) for r in report["rows"] for v, p in r.get("peers", {}).items()}
     )
     lines += [f"{model} {variant}: {name}" for model, variant, name in peers]
+    if meta.get("precision_support"):
+        lines.append(meta["precision_support"])
     if extrapolated:
         lines.append(
             "* peer timed on fewer prompts and scaled linearly to K (its cost per prompt is constant)"
@@ -388,6 +417,12 @@ def format_markdown(report: dict) -> str:
             f"| {'' if images is None else f'{images:.2f}'} | {row['peak_rss_bytes'] / mib:.0f} "
             f"| {row['forward_peak_bytes'] / mib:.0f} | {'' if fraction is None else f'{fraction:.0%}'} |"
         )
+        fp32 = row.get(FP32_BASELINE)
+        if fp32:
+            lines.append(
+                f"| | | fp32 | {fp32['latency_s']:.2f} | {fp32['speedup']:.2f}x ({fp32['speedup_rounds']:.2f}x) "
+                "| | | | | |"
+            )
         for variant, peer in row.get("peers", {}).items():
             scaled = f" ({peer['classes_measured']} classes, scaled)" if peer["extrapolated"] else ""
             lines.append(

@@ -49,6 +49,7 @@ from .catseg_blocks import (
 )
 from .chunking import resolve_class_chunk
 from .registry import register_model
+from .stages import stage
 
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0
@@ -142,8 +143,10 @@ class CatSegLayer(nn.Module):
         pool: tuple[int, int],
         class_chunk: int | None,
     ) -> Tensor:
-        x = self.spatial(x, appearance, class_chunk)
-        return self.classes(x, text, pool, class_chunk)
+        with stage("spatial aggregation"):
+            x = self.spatial(x, appearance, class_chunk)
+        with stage("class aggregation"):
+            return self.classes(x, text, pool, class_chunk)
 
 
 class CatSegAggregator(nn.Module):
@@ -292,20 +295,22 @@ class CatSegAggregator(nn.Module):
                 f"This head expects {cfg.prompts} prompt template(s) per class, got {text.shape[2]}."
             )
         num_classes = text.shape[1]
-        keep = self.select_classes(image, text)
-        if keep is not None:
-            # Official top-k branch: the kept classes go on with per-template normalised text, so their
-            # guidance averages normalised templates. Otherwise the guidance averages the text as given.
-            normed = F.normalize(text, dim=-1)
-            text = torch.gather(normed, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
-
-        x = self.cost_embed(cosine_cost(image, text), chunk)
-        appearance, dec_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
-        text_guidance = self.text_guidance(text)
+        with stage("cost volume"):
+            keep = self.select_classes(image, text)
+            if keep is not None:
+                # Official top-k branch: the kept classes go on with per-template normalised text, so their
+                # guidance averages normalised templates. Otherwise the guidance averages the text as given.
+                normed = F.normalize(text, dim=-1)
+                text = torch.gather(normed, 1, keep[:, :, None, None].expand(-1, -1, *text.shape[2:]))
+            x = self.cost_embed(cosine_cost(image, text), chunk)
+        with stage("guidance projection"):
+            appearance, dec_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
+            text_guidance = self.text_guidance(text)
         pool = cfg.pooling_train if self.training else cfg.pooling_eval
         for layer in self.layers:
             x = layer(x, appearance, text_guidance, pool, chunk)
-        logits = self.decode(x, dec_guidance, chunk)
+        with stage("decoder"):
+            logits = self.decode(x, dec_guidance, chunk)
 
         if keep is not None:
             full = logits.new_full((logits.shape[0], num_classes, *logits.shape[2:]), DROPPED_CLASS_LOGIT)
@@ -704,7 +709,8 @@ class CatSeg(PartSegModel):
     # ------------------------------------------------------------------ forward
     def forward(self, pixel_values: Tensor, text: Tensor, class_chunk: int | None = None) -> Tensor:
         """Logits (B, T, 4h, 4w) for text embeddings (T, P, D) or (B, T, P, D)."""
-        dense, guidance = self.image_features(pixel_values)
+        with stage("image encoder"):
+            dense, guidance = self.image_features(pixel_values)
         chunk = self.config.class_chunk if class_chunk is None else class_chunk
         if chunk == "auto":
             classes = text.shape[-3]

@@ -104,6 +104,19 @@ def shifted_window_mask(
     return torch.zeros_like(diff).masked_fill(diff != 0, SWIN_MASK_VALUE)
 
 
+def guided_linear(linear: nn.Linear, x: Tensor, guidance: Tensor | None) -> Tensor:
+    """``linear`` applied to ``[x ; guidance]`` without building the concatenation.
+
+    The weight splits into an ``x`` part and a guidance part; the guidance part (with the bias) is applied
+    to ``guidance`` as given, so guidance shared by many rows (one text guidance per class for every pixel,
+    one appearance guidance per pixel for every class) is projected once and broadcast in the sum.
+    """
+    dim = x.shape[-1]
+    if guidance is None:
+        return linear(x)
+    return F.linear(x, linear.weight[:, :dim]) + F.linear(guidance, linear.weight[:, dim:], linear.bias)
+
+
 class GuidedWindowAttention(nn.Module):
     """Multi-head window self-attention whose queries and keys also see appearance guidance.
 
@@ -121,14 +134,34 @@ class GuidedWindowAttention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, windows_per_item: int, mask: Tensor | None = None) -> Tensor:
-        """``x`` (N * windows, L, dim + guidance_dim) -> (N * windows, L, dim); ``mask`` (windows, L, L)."""
+    def forward(
+        self,
+        x: Tensor,
+        windows_per_item: int,
+        mask: Tensor | None = None,
+        guidance: Tensor | None = None,
+    ) -> Tensor:
+        """``x`` (N * windows, L, dim) -> (N * windows, L, dim); ``mask`` (windows, L, L).
+
+        The guidance comes either concatenated to ``x`` (``x`` then has dim + guidance_dim channels) or as
+        ``guidance`` (M * windows, L, guidance_dim) for M items that each of the N // M groups of ``x`` share
+        (one appearance map for every class of an image): then it is projected once per item and broadcast,
+        instead of once per class.
+        """
         nw, length, _ = x.shape
 
         def heads(t: Tensor) -> Tensor:
             return t.reshape(nw, length, self.heads, -1).transpose(1, 2)
 
-        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x[..., : self.dim]))
+        if guidance is None:
+            q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x[..., : self.dim]))
+        else:
+            items = guidance.shape[0] // windows_per_item
+            grouped = x.reshape(items, -1, windows_per_item, length, self.dim)
+            shared = guidance.reshape(items, 1, windows_per_item, length, -1)
+            q = heads(guided_linear(self.q, grouped, shared))
+            k = heads(guided_linear(self.k, grouped, shared))
+            v = heads(self.v(x))
         attn_mask = None
         if mask is not None:
             # (windows, L, L) -> (N * windows, 1, L, L) without copying per item
@@ -183,19 +216,24 @@ class GuidedSwinBlock(nn.Module):
         return self._mask_cache[key]
 
     def forward(self, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
-        """``x`` (N, H*W, dim), ``guidance`` (N, H*W, guidance_dim) or None -> (N, H*W, dim)."""
+        """``x`` (N, H*W, dim), ``guidance`` (M, H*W, guidance_dim) or None -> (N, H*W, dim).
+
+        M divides N: each guidance map serves N // M consecutive rows of ``x`` (M = N: one map per row; M = B
+        with the classes of each image in a row: one appearance map per image, projected once)."""
         n, length, c = x.shape
         window, shift = self._geometry(h, w)
-        y = self.norm1(x)
-        if guidance is not None:
-            y = torch.cat([y, guidance], dim=-1)
-        y = y.reshape(n, h, w, -1)
-        if shift:
-            y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(y, window)
         per_item = (h // window) * (w // window)
+
+        def to_windows(t: Tensor) -> Tensor:
+            t = t.reshape(t.shape[0], h, w, -1)
+            if shift:
+                t = torch.roll(t, shifts=(-shift, -shift), dims=(1, 2))
+            return window_partition(t, window)
+
+        guidance_windows = None if guidance is None else to_windows(guidance)
         mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None
-        y = window_merge(self.attn(windows, per_item, mask), window, h, w)
+        y = self.attn(to_windows(self.norm1(x)), per_item, mask, guidance_windows)
+        y = window_merge(y, window, h, w)
         if shift:
             y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
         x = x + y.reshape(n, length, c)
@@ -224,8 +262,8 @@ class SpatialAggregation(nn.Module):
         def run(chunk: Tensor) -> Tensor:
             tc = chunk.shape[2]
             y = chunk.permute(0, 2, 3, 4, 1).reshape(b * tc, h * w, c)
-            gc = None if g is None else g.unsqueeze(1).expand(-1, tc, -1, -1).reshape(b * tc, h * w, -1)
-            y = self.block2(self.block1(y, gc, h, w), gc, h, w)
+            # g stays one map per image: the blocks project it once and broadcast it over the classes
+            y = self.block2(self.block1(y, g, h, w), g, h, w)
             return y.reshape(b, tc, h, w, c).permute(0, 4, 1, 2, 3)
 
         return map_classes(run, x, class_chunk)
@@ -235,18 +273,32 @@ class SpatialAggregation(nn.Module):
 # Class aggregation: attention across classes (linear, or PartCATSeg's "query"), text guidance in Q and K.
 
 
-def linear_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6) -> Tensor:
+def linear_attention(
+    q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-6, pad: tuple[Tensor, Tensor, int] | None = None
+) -> Tensor:
     """Kernelised attention of "Transformers are RNNs" (Katharopoulos et al., 2020) with phi = elu + 1.
 
     ``q`` (N, L, H, D), ``k`` and ``v`` (N, S, H, D) -> (N, L, H, D). Cost is linear in L and S and there is
     no position term, so permuting the S (class) axis of k and v permutes nothing in the output, and
     permuting q's L axis permutes the output the same way. V is scaled by 1/S and back, as the official
     code does, to keep the key-value sums in fp16 range.
+
+    ``pad`` = (key (H, D), value (H, D), count): ``count`` more keys, all equal and the same for every row n
+    (CAT-Seg's padding classes). Their share of the key-value sums is one outer product added ``count``
+    times, so they cost nothing per row; the result is what appending them to ``k`` and ``v`` gives.
     """
     q, k = F.elu(q) + 1, F.elu(k) + 1
     s = v.shape[1]
+    if pad is not None:
+        pad_k, pad_v, count = pad
+        pad_k = F.elu(pad_k) + 1
+        s += count
     kv = torch.einsum("nshd,nshv->nhdv", k, v / s)
-    norm = 1.0 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + eps)
+    k_sum = k.sum(dim=1)
+    if pad is not None:
+        kv = kv + torch.einsum("hd,hv->hdv", pad_k, pad_v * (count / s))
+        k_sum = k_sum + count * pad_k
+    norm = 1.0 / (torch.einsum("nlhd,nhd->nlh", q, k_sum) + eps)
     return torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, norm) * s
 
 
@@ -289,14 +341,47 @@ class ClassAttention(nn.Module):
         self.k = nn.Linear(dim + guidance_dim, dim)
         self.v = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, guidance: Tensor | None) -> Tensor:
-        """``x`` (N, T, dim), ``guidance`` (N, T, G) or None -> (N, T, dim)."""
-        xg = x if guidance is None else torch.cat([x, guidance], dim=-1)
-        n, t, c = x.shape
-        q = self.q(xg).reshape(n, t, self.heads, -1)
-        k = self.k(xg).reshape(n, t, self.heads, -1)
-        v = self.v(x).reshape(n, t, self.heads, -1)
-        return CLASS_ATTENTIONS[self.kind](q, k, v).reshape(n, t, c)
+    def pad_rows(
+        self, token: Tensor, guidance: Tensor | None, count: int
+    ) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Query, key and value (heads, head_dim) of ``count`` padding classes (``token`` (dim,), its
+        ``guidance`` (G,) or None), computed once for every row; the ``pad`` argument of :meth:`forward`."""
+
+        def rows(t: Tensor) -> Tensor:
+            return t.reshape(self.heads, -1)
+
+        q, k = guided_linear(self.q, token, guidance), guided_linear(self.k, token, guidance)
+        return rows(q), rows(k), rows(self.v(token)), count
+
+    def forward(
+        self, x: Tensor, guidance: Tensor | None, pad: tuple[Tensor, Tensor, Tensor, int] | None = None
+    ) -> Tensor:
+        """``x`` (N, T, dim) with ``guidance`` (N, T, G), or ``x`` (B, n, T, dim) with ``guidance`` (B, T, G)
+        shared by the n rows of each item; returns x's shape.
+
+        ``pad`` (from :meth:`pad_rows`): padding classes appended to every row, the same everywhere. Linear
+        attention takes them as shared keys and values (computed once, not per row); query attention
+        normalises over the queries, so there the padded rows are appended.
+        """
+        t, c = x.shape[-2:]
+        if x.dim() == 4 and guidance is not None and guidance.dim() == 3:
+            guidance = guidance.unsqueeze(1)  # the same text guidance at every pixel row
+        q = guided_linear(self.q, x, guidance).reshape(-1, t, self.heads, c // self.heads)
+        k = guided_linear(self.k, x, guidance).reshape(-1, t, self.heads, c // self.heads)
+        v = self.v(x).reshape(-1, t, self.heads, c // self.heads)
+        if pad is None or pad[3] <= 0:
+            out = CLASS_ATTENTIONS[self.kind](q, k, v)
+        elif self.kind == "linear":
+            out = linear_attention(q, k, v, pad=(pad[1], pad[2], pad[3]))
+        else:
+            count = pad[3]
+
+            def extend(rows: Tensor, extra: Tensor) -> Tensor:
+                return torch.cat([rows, extra.expand(rows.shape[0], count, -1, -1)], dim=1)
+
+            out = CLASS_ATTENTIONS[self.kind](extend(q, pad[0]), extend(k, pad[1]), extend(v, pad[2]))
+            out = out[:, :t]
+        return out.reshape(x.shape)
 
 
 class ClassAggregation(nn.Module):
@@ -304,6 +389,8 @@ class ClassAggregation(nn.Module):
 
     ``pad_len`` > 0 appends learnable padding classes (one shared token and one shared text guidance) up to
     ``pad_len`` classes, so attention statistics see a fixed-length sequence as in the CVPR checkpoint.
+    The padding classes are the same at every pixel and their outputs are dropped, so only their keys and
+    values matter: they are computed once per layer, not once per pixel (:func:`linear_attention`).
     The layer returns ``x + up(pool(x) + delta)``, which is what the official code computes (the pooled
     input is kept in the branch), not the textbook ``x + up(delta)``.
     """
@@ -346,22 +433,22 @@ class ClassAggregation(nn.Module):
             pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), tuple(pool))
             pooled = pooled.reshape(b, t, c, *pooled.shape[-2:]).transpose(1, 2)
         hp, wp = pooled.shape[-2:]
-        tokens = pooled.permute(0, 3, 4, 2, 1).reshape(b * hp * wp, t, c)  # (B*h*w, T, C)
-        g = guidance
+        tokens = pooled.permute(0, 3, 4, 2, 1).reshape(b, hp * wp, t, c)  # (B, h*w, T, C)
         extra = self.pad_len - t if self.pad_token is not None else 0
-        if extra > 0 and g is not None and self.pad_guidance is not None:
-            g = torch.cat([g, self.pad_guidance.expand(b, extra, -1)], dim=1)
-        owner = torch.arange(tokens.shape[0], device=x.device) // (hp * wp)  # batch item of each pixel row
+        pad = None
+        if extra > 0:
+            pad_guidance = self.pad_guidance if guidance is not None else None
+            norm = self.norm1  # functional: a module called on a bare Parameter upsets FlopCounterMode
+            token = F.layer_norm(self.pad_token, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            # a plain method, not a module call: the module hooks (FlopCounterMode's) never see Parameters
+            pad = self.attn.pad_rows(token, pad_guidance, extra)
 
-        def run(rows: Tensor, index: Tensor) -> Tensor:
-            if extra > 0:
-                rows = torch.cat([rows, self.pad_token.expand(rows.shape[0], extra, c)], dim=1)
-            rows = rows + self.attn(self.norm1(rows), None if g is None else g[index])
-            rows = rows[:, :t]  # padding classes only matter inside the attention
+        def run(rows: Tensor) -> Tensor:
+            rows = rows + self.attn(self.norm1(rows), guidance, pad)
             return rows + self.mlp(self.norm2(rows))
 
-        step = max(1, tokens.shape[0] * class_chunk // t) if class_chunk and 0 < class_chunk < t else 0
-        tokens = map_slices(run, [tokens, owner], step)
+        step = max(1, hp * wp * class_chunk // t) if class_chunk and 0 < class_chunk < t else 0
+        tokens = map_slices(run, [tokens], step, dim=1)
         y = tokens.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)  # (B, T, C, h, w)
         if (hp, wp) != (h, w):
             y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)

@@ -61,6 +61,7 @@ from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatS
 from .catseg_blocks import CostEmbedding, cosine_cost, map_classes
 from .chunking import check_class_chunk, resolve_class_chunk
 from .registry import register_model
+from .stages import stage
 
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
 ABSENT_OBJECT_LOGIT = -100.0
@@ -341,24 +342,27 @@ class PartCatSegAggregator(CatSegAggregator):
         num_objects = int(specific_to_object.max().item()) + 1 if num_specific else 0
         num_parts = part_object_text.shape[1] - 1 - num_objects
         pool = cfg.pooling_train if self.training else cfg.pooling_eval
-        appearance, decoder_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
+        with stage("guidance projection"):
+            appearance, decoder_guidance = self.project_guidance(guidance, tuple(image.shape[-2:]))
+            tg_a, tg_b = self.text_guidance(part_object_text), self.text_guidance(specific_text)
 
         # Stage A: generalized parts + objects + background.
-        cost_a = cosine_cost(image, part_object_text)
-        x = self.cost_embed(cost_a, chunk)
-        x = self.aggregate_stage_a(
-            x, appearance, self.text_guidance(part_object_text), num_parts, pool, chunk
-        )
-        logits_a = self.decode(x, decoder_guidance, chunk)
+        with stage("cost volume"):
+            cost_a = cosine_cost(image, part_object_text)
+            x = self.cost_embed(cost_a, chunk)
+        x = self.aggregate_stage_a(x, appearance, tg_a, num_parts, pool, chunk)
+        with stage("decoder"):
+            logits_a = self.decode(x, decoder_guidance, chunk)
 
         # Stage B: object-specific parts from part and object embeddings, re-correlated with their own text.
-        feats = self.specific_features(x, specific_to_part, specific_to_object, num_parts, chunk)
-        cost_b = self.classwise_cost(feats, specific_text)
-        y = self.cost_embed_specific(cost_b, chunk)
-        tg_b = self.text_guidance(specific_text)
+        with stage("cost volume"):
+            feats = self.specific_features(x, specific_to_part, specific_to_object, num_parts, chunk)
+            cost_b = self.classwise_cost(feats, specific_text)
+            y = self.cost_embed_specific(cost_b, chunk)
         for layer in self.layers_specific:
             y = layer(y, appearance, tg_b, pool, chunk)
-        logits_b = self.decode(y, decoder_guidance, chunk)
+        with stage("decoder"):
+            logits_b = self.decode(y, decoder_guidance, chunk)
         return {
             "part_object_logits": logits_a,
             "specific_logits": logits_b,
@@ -545,7 +549,8 @@ class PartCatSeg(PartSegModel):
         """The head's outputs (both stages' logits and costs) for a vocabulary."""
         index = self.vocabulary_index(vocab)
         part_obj_text, specific_text = self.text_embeddings(vocab)
-        dense, guidance = self.image_features(pixel_values)
+        with stage("image encoder"):
+            dense, guidance = self.image_features(pixel_values)
         chunk = self.config.class_chunk if class_chunk is None else class_chunk
         if chunk == "auto":  # one chunk for both stages, capped by the larger class list
             classes = max(part_obj_text.shape[0], specific_text.shape[0])
