@@ -606,6 +606,20 @@ class ClipGuidance(nn.Module):
         return [self.up1(hidden[0]), self.up2(hidden[1])]
 
 
+def detectron2_test_chain(cfg: Any) -> Preprocess:
+    """The official test-time chain of the detectron2-based methods (CAT-Seg, PartCATSeg), from the config's
+    fields: short-edge resize, size divisibility, the network input size, and the sigmoid before the resize."""
+    return Preprocess(
+        (cfg.image_size, cfg.image_size),
+        tuple(cfg.pixel_mean),
+        tuple(cfg.pixel_std),
+        shortest_edge=cfg.test_short_edge,
+        max_size=cfg.test_max_size,
+        size_divisibility=cfg.size_divisibility,
+        activation_before_resize=True,
+    )
+
+
 class CatSeg(PartSegModel):
     """CAT-Seg: one logit map per vocabulary entry at 4x the CLIP grid (96x96 at 384 px); no background.
 
@@ -666,16 +680,7 @@ class CatSeg(PartSegModel):
     # ------------------------------------------------------------------ encoders
     @property
     def preprocess(self) -> Preprocess:
-        cfg = self.config
-        return Preprocess(
-            (cfg.image_size, cfg.image_size),
-            tuple(cfg.pixel_mean),
-            tuple(cfg.pixel_std),
-            shortest_edge=cfg.test_short_edge,
-            max_size=cfg.test_max_size,
-            size_divisibility=cfg.size_divisibility,
-            activation_before_resize=True,
-        )
+        return detectron2_test_chain(self.config)
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the guidance branch (CLIP upsamplings or ResNet) and the aggregator."""

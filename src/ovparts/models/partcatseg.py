@@ -57,7 +57,16 @@ from .base import (
     PartSegModel,
     Preprocess,
 )
-from .catseg import TINY_CLIP, VIT_B16, CatSegAggregator, CatSegHeadConfig, CatSegLayer, _as_json, _config
+from .catseg import (
+    TINY_CLIP,
+    VIT_B16,
+    CatSegAggregator,
+    CatSegHeadConfig,
+    CatSegLayer,
+    _as_json,
+    _config,
+    detectron2_test_chain,
+)
 from .catseg_blocks import CostEmbedding, cosine_cost, map_classes
 from .chunking import check_class_chunk, resolve_class_chunk
 from .registry import register_model
@@ -480,16 +489,7 @@ class PartCatSeg(PartSegModel):
     # ------------------------------------------------------------------ encoders
     @property
     def preprocess(self) -> Preprocess:
-        cfg = self.config
-        return Preprocess(
-            (cfg.image_size, cfg.image_size),
-            tuple(cfg.pixel_mean),
-            tuple(cfg.pixel_std),
-            shortest_edge=cfg.test_short_edge,
-            max_size=cfg.test_max_size,
-            size_divisibility=cfg.size_divisibility,
-            activation_before_resize=True,
-        )
+        return detectron2_test_chain(self.config)
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the DINO guidance encoder and the two-stage aggregator."""
