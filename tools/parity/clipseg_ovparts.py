@@ -40,9 +40,7 @@ def run_official(repo: str, config: str, scratch: Path, seed: int, checkpoint: P
     with runtime.cpu_only():
         import baselines  # noqa: F401  (registers the meta-architectures and datasets)
         import transformers
-        from baselines.data.dataset_mappers.object_part_mapper import SemanticObjPartDatasetMapper
         from baselines.data.datasets.register_pascal_part_116 import OBJ_CLASS_NAMES
-        from detectron2.modeling import build_model
 
         hf_clipseg.redirect_hub_downloads(
             transformers.CLIPSegProcessor,
@@ -55,30 +53,9 @@ def run_official(repo: str, config: str, scratch: Path, seed: int, checkpoint: P
         hf_clipseg.register_test_metadata(OBJ_CLASS_NAMES)
         dataset_dict = hf_clipseg.write_annotations(scratch, OBJ_CLASS_NAMES)
 
-        cfg = hf_clipseg.build_cfg(root, config)
-        model = build_model(cfg)
-        if checkpoint is None:
-            checkpoint = scratch / "official.pth"
-            state = hf_clipseg.perturbed(model.state_dict(), seed + 1, NOISE, GAINS)
-            torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
-        hf_clipseg.load_official_checkpoint(model, checkpoint)
-        model.eval()
-        sample = SemanticObjPartDatasetMapper(cfg, False)(dataset_dict)
-        captured: dict = {}
-        hook = model.clipseg_model.register_forward_hook(
-            lambda module, args, kwargs, out, into=captured: into.update(out), with_kwargs=True
+        return hf_clipseg.run_meta_architecture(
+            root, config, scratch, seed, checkpoint, dataset_dict, "clipseg_model", NOISE, GAINS
         )
-        with torch.no_grad(), hf_clipseg.SigmoidRecorder(fixtures.photo().shape[:2]) as sigmoids:
-            output = model([sample])[0]
-        hook.remove()
-    return {
-        "cfg": cfg,
-        "output": output,
-        "network": captured,
-        "sigmoids": sigmoids.results,
-        "sample": sample,
-        "checkpoint": checkpoint,
-    }
 
 
 def run_partclipseg_copy(scratch: Path, seed: int, checkpoint: Path) -> dict[str, torch.Tensor]:

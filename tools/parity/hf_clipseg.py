@@ -140,6 +140,51 @@ def redirect_hub_downloads(
     runtime.redirect_from_pretrained(model_class, {HUB_ID: standin})
 
 
+def run_meta_architecture(
+    root: Path,
+    config_file: str,
+    scratch: Path,
+    seed: int,
+    checkpoint: Path | None,
+    dataset_dict: dict[str, Any],
+    inner: str,
+    noise: float,
+    gains: dict[str, float],
+) -> dict[str, Any]:
+    """One official test-time run, as ``train_net.py --eval-only`` makes it: ``build_model`` from the config,
+    the checkpoint loaded (written first, as ``scratch/official.pth`` from the perturbed initialisation, when
+    ``checkpoint`` is None), the official mapper's sample, ``model([sample])``. ``inner`` names the wrapped
+    transformers model whose outputs are recorded (the network's own resolution)."""
+    import torch
+    from baselines.data.dataset_mappers.object_part_mapper import SemanticObjPartDatasetMapper
+    from detectron2.modeling import build_model
+
+    cfg = build_cfg(root, config_file)
+    model = build_model(cfg)
+    if checkpoint is None:
+        checkpoint = scratch / "official.pth"
+        state = perturbed(model.state_dict(), seed + 1, noise, gains)
+        torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
+    load_official_checkpoint(model, checkpoint)
+    model.eval()
+    sample = SemanticObjPartDatasetMapper(cfg, False)(dataset_dict)
+    captured: dict = {}
+    hook = getattr(model, inner).register_forward_hook(
+        lambda module, args, kwargs, out, into=captured: into.update(out), with_kwargs=True
+    )
+    with torch.no_grad(), SigmoidRecorder(fixtures.photo().shape[:2]) as sigmoids:
+        output = model([sample])[0]
+    hook.remove()
+    return {
+        "cfg": cfg,
+        "output": output,
+        "network": captured,
+        "sigmoids": sigmoids.results,
+        "sample": sample,
+        "checkpoint": checkpoint,
+    }
+
+
 def register_test_metadata(obj_classes: list[str]) -> None:
     from detectron2.data import MetadataCatalog
 

@@ -31,9 +31,7 @@ def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> di
     with runtime.cpu_only():
         import baselines  # noqa: F401  (registers the meta-architectures and datasets)
         import transformers
-        from baselines.data.dataset_mappers.object_part_mapper import SemanticObjPartDatasetMapper
         from baselines.data.datasets.register_pascal_part_116 import OBJ_CLASS_NAMES
-        from detectron2.modeling import build_model
 
         hf_clipseg.redirect_hub_downloads(
             transformers.PartCLIPSegProcessor,
@@ -48,23 +46,11 @@ def run_official(scratch: Path, seed: int, checkpoint: Path | None = None) -> di
 
         results = {}
         for protocol, config_file in CONFIGS.items():
-            cfg = hf_clipseg.build_cfg(root, config_file)
-            model = build_model(cfg)
-            if checkpoint is None:
-                checkpoint = scratch / "official.pth"
-                state = hf_clipseg.perturbed(model.state_dict(), seed + 1, NOISE, GAINS)
-                torch.save({"model": fixtures.fp16_rounded(state)}, checkpoint)
-            hf_clipseg.load_official_checkpoint(model, checkpoint)
-            model.eval()
-            sample = SemanticObjPartDatasetMapper(cfg, False)(dataset_dict)
-            captured: dict = {}
-            hook = model.partclipseg_model.register_forward_hook(
-                lambda module, args, kwargs, out, into=captured: into.update(out), with_kwargs=True
+            run = hf_clipseg.run_meta_architecture(
+                root, config_file, scratch, seed, checkpoint, dataset_dict, "partclipseg_model", NOISE, GAINS
             )
-            with torch.no_grad(), hf_clipseg.SigmoidRecorder(fixtures.photo().shape[:2]) as sigmoids:
-                output = model([sample])[0]
-            hook.remove()
-            results[protocol] = {"output": output, "network": captured, "sigmoids": sigmoids.results}
+            checkpoint = run["checkpoint"]
+            results[protocol] = {key: run[key] for key in ("output", "network", "sigmoids")}
     return {"results": results, "checkpoint": checkpoint, "root": root, "cfg_files": CONFIGS}
 
 
