@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ovparts import load_model
-from ovparts.backbones.openai_fp16_text import encode_cached, encode_openai_fp16, openai_token_ids
+from ovparts.backbones.openai_fp16_text import encode_openai_fp16, openai_token_ids
 from ovparts.convert.catseg import convert_catseg_state_dict
 from ovparts.convert.partcatseg import convert_partcatseg_state_dict
 from ovparts.errors import ConfigError
@@ -45,14 +45,18 @@ def test_embeddings_are_fp16_rounded_unit_vectors_near_the_fp32_path(backbone):
     assert not torch.equal(fp16, fp32)
 
 
+def fp16_text(backbone, texts):
+    return backbone.encode_text(texts, TEMPLATES, normalize=True, precision="openai_fp16")
+
+
 def test_cache_follows_the_vocabulary_and_the_weights(backbone):
-    first = encode_cached(backbone, ["cat"], TEMPLATES)
-    assert encode_cached(backbone, ["cat"], TEMPLATES) is first
-    assert encode_cached(backbone, ["dog"], TEMPLATES) is not first
+    first = fp16_text(backbone, ["cat"])
+    assert fp16_text(backbone, ["cat"]) is first
+    assert fp16_text(backbone, ["dog"]) is not first
     with torch.no_grad():
         backbone.clip.text_projection.weight.mul_(2.0)
     try:
-        again = encode_cached(backbone, ["cat"], TEMPLATES)
+        again = fp16_text(backbone, ["cat"])
         assert again is not first
     finally:
         with torch.no_grad():
@@ -82,3 +86,18 @@ def test_converters_choose_the_official_text_precision():
     assert convert_catseg_state_dict(official_catseg("cvpr")).config["text_precision"] == "fp32"
     assert convert_catseg_state_dict(official_catseg("old")).config["text_precision"] == "openai_fp16"
     assert convert_partcatseg_state_dict(official_partcatseg()).config["text_precision"] == "openai_fp16"
+
+
+def test_two_vocabularies_in_turn_are_encoded_once_each(backbone):
+    """PartCATSeg asks for its part/object texts and its object-specific texts on every image: both must stay
+    cached (a one-entry cache re-encoded both on every image), and apart from the fp32 ones."""
+    fp16_text(backbone, ["wheel"])
+    fp16_text(backbone, ["car's wheel"])
+    calls = backbone.text_encoder_calls
+    for _ in range(3):
+        fp16_text(backbone, ["wheel"])
+        fp16_text(backbone, ["car's wheel"])
+    assert backbone.text_encoder_calls == calls
+    fp32 = backbone.encode_text(["wheel"], templates=TEMPLATES, normalize=True)
+    assert backbone.text_encoder_calls == calls + 1
+    assert not torch.equal(fp32, fp16_text(backbone, ["wheel"]))

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokeniz
 from ..errors import CheckpointError
 from ..text_cache import TextEmbeddingCache
 from .clip_dense import clip_dense_features
+from .openai_fp16_text import check_text_precision, encode_openai_fp16
 
 TEXT_BATCH = 256
 
@@ -75,31 +76,50 @@ class ClipBackbone(nn.Module):
         texts: Sequence[str],
         templates: Sequence[str] | None = None,
         normalize: bool = False,
+        precision: str = "fp32",
     ) -> torch.Tensor:
         """Projected text embeddings: (N, D) without templates, (N, T, D) with T templates.
 
-        Results are cached per (texts, templates, normalize) whenever no gradient is being recorded for the
-        text encoder, so encoding a vocabulary happens once per process.
+        Results are cached per (texts, templates, normalize, precision) whenever no gradient is being recorded
+        for the text encoder, so encoding a vocabulary happens once per process. ``precision="openai_fp16"``
+        computes them as the old CAT-Seg / PartCATSeg predictors did (:mod:`.openai_fp16_text`: templates
+        required, always L2-normalised per template in fp16, no gradient).
         """
         texts = tuple(texts)
         templates = tuple(templates) if templates is not None else None
-        records_grad = torch.is_grad_enabled() and any(
-            p.requires_grad for p in self.clip.text_model.parameters()
+        check_text_precision(precision)
+        if precision == "openai_fp16" and not templates:
+            raise ValueError("OpenAI fp16 text embeddings are computed per prompt template; pass templates.")
+        # the OpenAI fp16 path never records a gradient (the official predictors encode once, frozen)
+        records_grad = (
+            precision == "fp32"
+            and torch.is_grad_enabled()
+            and any(p.requires_grad for p in self.clip.text_model.parameters())
         )
-        key = (texts, templates, normalize, self._text_version())
+        key = (texts, templates, normalize, self._text_version(), precision)
         cached = None if records_grad else self._text_cache.get(key)
         if cached is not None:
             return cached.to(self.clip.text_projection.weight.device)
-        prompts = [t.format(text) for text in texts for t in templates] if templates else list(texts)
-        embeddings = self._run_text_encoder(prompts)
-        if normalize:
-            embeddings = F.normalize(embeddings, dim=-1)
-        if templates:
-            embeddings = embeddings.view(len(texts), len(templates), -1)
-        if not records_grad:
+        if precision == "openai_fp16":
+            embeddings = self._run_openai_fp16(texts, templates)
+        else:
+            prompts = [t.format(text) for text in texts for t in templates] if templates else list(texts)
+            embeddings = self._run_text_encoder(prompts)
+            if normalize:
+                embeddings = F.normalize(embeddings, dim=-1)
+            if templates:
+                embeddings = embeddings.view(len(texts), len(templates), -1)
+        if not records_grad:  # nothing to detach from then: the caller gets the very tensor that is cached
+            embeddings = embeddings.detach()
             self._text_cache.retain(lambda k: k[3] == key[3])
-            self._text_cache.put(key, embeddings.detach())
+            self._text_cache.put(key, embeddings)
         return embeddings
+
+    def _run_openai_fp16(self, texts: tuple[str, ...], templates: tuple[str, ...]) -> torch.Tensor:
+        self.text_encoder_calls += 1
+        device = self.clip.text_projection.weight.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            return encode_openai_fp16(self.clip, self.tokenizer, texts, templates)
 
     def _run_text_encoder(self, prompts: list[str]) -> torch.Tensor:
         self.text_encoder_calls += 1

@@ -94,15 +94,3 @@ def check_text_precision(value: str) -> None:
 
     if value not in TEXT_PRECISIONS:
         raise ConfigError(f"Unknown text precision {value!r}; use 'fp32' or 'openai_fp16'.")
-
-
-def encode_cached(backbone, texts: Sequence[str], templates: Sequence[str]) -> Tensor:
-    """:func:`encode_openai_fp16` for a ``ClipBackbone``, computed once per vocabulary and weights version."""
-    key = (tuple(texts), tuple(templates), backbone._text_version())
-    cache = backbone.__dict__.setdefault("_openai_fp16_cache", {})
-    if key not in cache:
-        cache.clear()
-        device = backbone.clip.text_projection.weight.device
-        with torch.autocast(device_type=device.type, enabled=False):
-            cache[key] = encode_openai_fp16(backbone.clip, backbone.tokenizer, texts, templates)
-    return cache[key]

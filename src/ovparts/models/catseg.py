@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ..backbones.clip_dense import apply_finetune
-from ..backbones.openai_fp16_text import check_text_precision, encode_cached
+from ..backbones.openai_fp16_text import check_text_precision
 from ..backbones.resnet import ResNet, ResNetConfig, renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import catseg_bce_loss
@@ -689,9 +689,12 @@ class CatSeg(PartSegModel):
 
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
         """(T, P, D) L2-normalised embeddings, one per class and prompt template."""
-        if self.config.text_precision == "openai_fp16":
-            return encode_cached(self.backbone, list(texts), self.config.template_list)
-        return self.backbone.encode_text(list(texts), templates=self.config.template_list, normalize=True)
+        return self.backbone.encode_text(
+            list(texts),
+            templates=self.config.template_list,
+            normalize=True,
+            precision=self.config.text_precision,
+        )
 
     def image_features(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Dense CLIP features (B, D, h, w) and the guidance maps (appearance, decoder 2x, decoder 4x).

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ..backbones.clip_dense import apply_finetune
 from ..backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
-from ..backbones.openai_fp16_text import check_text_precision, encode_cached
+from ..backbones.openai_fp16_text import check_text_precision
 from ..backbones.resnet import renormalize
 from ..errors import CheckpointError, ConfigError
 from ..losses import (
@@ -513,15 +513,13 @@ class PartCatSeg(PartSegModel):
         """
         index = self.vocabulary_index(vocab)
         templates = self.config.template_list
-        if self.config.text_precision == "openai_fp16":
-
-            def enc(texts: list[str], templates: tuple[str, ...], normalize: bool) -> Tensor:
-                return encode_cached(self.backbone, texts, templates)
-
-        else:
-            enc = self.backbone.encode_text
-        part_obj = enc(list(index.generalized) + list(index.objects), templates=templates, normalize=True)
-        specific = enc(vocab.part_texts(self.config.text_style), templates=templates, normalize=True)
+        precision = self.config.text_precision
+        part_obj = self.backbone.encode_text(
+            list(index.generalized) + list(index.objects), templates, normalize=True, precision=precision
+        )
+        specific = self.backbone.encode_text(
+            vocab.part_texts(self.config.text_style), templates, normalize=True, precision=precision
+        )
         bg = self.background_text().unsqueeze(0).to(part_obj.dtype)
         return torch.cat([part_obj, bg]), torch.cat([specific, bg])
 
