@@ -30,7 +30,7 @@ from ..errors import CheckpointError
 from ..hub import read_torch_file
 from ..models.catseg_blocks import shifted_window_mask
 from .keynames import Rule, official_missing_names, official_names
-from .tokenizer import attach_tokenizer, for_shape_check
+from .tokenizer import attach_tokenizer, shapes_on_meta
 
 # Re-exported: these tokenizer helpers lived here before the shared converter step.
 from .tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
@@ -400,9 +400,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts CAT-Seg state dict for a config (built on the meta device: no memory)."""
     from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
 
-    with torch.device("meta"):
-        model = CatSeg(CatSegConfig.from_dict(for_shape_check(config)))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes_on_meta(CatSeg, CatSegConfig, config)
 
 
 def _check_against_model(

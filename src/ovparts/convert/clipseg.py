@@ -20,7 +20,7 @@ from ..hub import read_torch_file
 from ..models.base import PartSegModel
 from . import partclipseg
 from .partclipseg import Conversion
-from .tokenizer import for_shape_check
+from .tokenizer import shapes_on_meta
 
 OFFICIAL_PREFIX = partclipseg.BASELINE_PREFIX  # "clipseg_model."
 
@@ -86,9 +86,7 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     from ..models.clipseg import ClipSeg, ClipSegConfig
 
-    with torch.device("meta"):
-        model = ClipSeg(ClipSegConfig.from_dict(for_shape_check(config)))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes_on_meta(ClipSeg, ClipSegConfig, config)
 
 
 def convert_state_dict(

@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
@@ -46,7 +45,7 @@ from .catseg import (
     tensor_shape,
 )
 from .keynames import Rule, official_missing_names, official_names
-from .tokenizer import attach_tokenizer, for_shape_check
+from .tokenizer import attach_tokenizer, shapes_on_meta
 
 OFFICIAL_DINO = "backbone.dinov2."
 OFFICIAL_BACKGROUND = "sem_seg_head.predictor.non_object_embedding"
@@ -164,9 +163,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts PartCATSeg state dict for a config (built on the meta device)."""
     from ..models.partcatseg import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
 
-    with torch.device("meta"):
-        model = PartCatSeg(PartCatSegConfig.from_dict(for_shape_check(config)), load_dino=False)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes_on_meta(PartCatSeg, PartCatSegConfig, config, load_dino=False)
 
 
 def convert_partcatseg_state_dict(

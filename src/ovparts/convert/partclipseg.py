@@ -23,7 +23,7 @@ import torch
 from ..errors import CheckpointError
 from ..hub import read_torch_file
 from ..models.base import PartSegModel
-from .tokenizer import attach_tokenizer, for_shape_check
+from .tokenizer import attach_tokenizer, shapes_on_meta
 
 OFFICIAL_PREFIX = "partclipseg_model."
 BASELINE_PREFIX = "clipseg_model."  # the OV-PARTS CLIPSeg baseline trained in the same code base
@@ -170,9 +170,7 @@ def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Names and shapes of our model's tensors for ``config``, built on the meta device (no memory)."""
     from ..models.partclipseg import PartClipSeg, PartClipSegConfig
 
-    with torch.device("meta"):
-        model = PartClipSeg(PartClipSegConfig.from_dict(for_shape_check(config)))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes_on_meta(PartClipSeg, PartClipSegConfig, config)
 
 
 def convert_state_dict(

@@ -112,3 +112,15 @@ def for_shape_check(config: dict) -> dict:
 
     ids = {k: v for k, v in tiny_tokenizer_special_ids().items() if k in SPECIAL_ID_FIELDS}
     return {**config, "tokenizer": "tiny", "text_config": {**config["text_config"], **ids}}
+
+
+def shapes_on_meta(
+    model_class: type, config_class: type, config: dict, **build: Any
+) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors ``model_class`` holds for ``config``: built on the meta device (no
+    memory) with the tiny tokenizer (:func:`for_shape_check`); ``build`` goes to the constructor."""
+    import torch  # noqa: PLC0415
+
+    with torch.device("meta"):
+        model = model_class(config_class.from_dict(for_shape_check(config)), **build)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
