@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import ovparts
-from ovparts import cli_eval
+from ovparts.cli import evaluate as cli_eval
 from ovparts.cli import main
 from ovparts.data import load_dataset, write_synthetic
 from ovparts.data.io import read_rgb

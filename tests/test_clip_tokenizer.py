@@ -17,9 +17,9 @@ from transformers import AutoTokenizer
 import ovparts
 from ovparts.backbones.clip import ClipBackbone, build_clip, check_special_ids
 from ovparts.errors import CheckpointError
-from ovparts.models.catseg import CATSEG_TEMPLATE
-from ovparts.templates import TEMPLATE_SETS
+from ovparts.methods.catseg.model import CATSEG_TEMPLATE
 from ovparts.testing import TINY_CLIPSEG, tiny_tokenizer_folder
+from ovparts.text.templates import TEMPLATE_SETS
 
 BENCHMARKS = Path(ovparts.__file__).parent / "benchmarks"
 CONTEXT = 77

@@ -14,9 +14,9 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import ovparts
-from ovparts.compiling import check_compile_available, compile_model, is_compiled
 from ovparts.errors import ConfigError
 from ovparts.models.base import PartSegModel
+from ovparts.runtime.compiling import check_compile_available, compile_model, is_compiled
 from ovparts.vocabulary import Vocabulary
 
 FIRST = Vocabulary.parse("dog: head, tail, leg; cat: ear")  # 4 parts

@@ -9,7 +9,7 @@ import torch
 import ovparts
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-from ovparts.onnx_export import OnnxClipSeg, export_clipseg_onnx  # noqa: E402
+from ovparts.runtime.onnx_export import OnnxClipSeg, export_clipseg_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")

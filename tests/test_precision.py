@@ -8,7 +8,7 @@ import torch
 
 import ovparts
 from ovparts.errors import ConfigError
-from ovparts.precision import autocast, check_precision
+from ovparts.runtime.precision import autocast, check_precision
 
 MODELS = ["clipseg", "catseg", "partclipseg", "partcatseg"]
 VOCAB = "dog: head, leg, tail; cat: ear, head"

@@ -16,9 +16,9 @@ from PIL import Image
 import ovparts
 from ovparts.errors import ConfigError
 from ovparts.inference import SlidingWindow
+from ovparts.methods.catseg.model import CatSegConfig
+from ovparts.methods.partcatseg.model import PartCatSegConfig
 from ovparts.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PartLogits, Preprocess
-from ovparts.models.catseg import CatSegConfig
-from ovparts.models.partcatseg import PartCatSegConfig
 from ovparts.preprocessing import shortest_edge_size
 
 CATSEG = Preprocess(
@@ -166,7 +166,7 @@ def test_partcatseg_encoders_see_the_padded_image_interpolated_each_to_its_size(
 def test_partcatseg_pads_each_normalisation_with_its_own_zero(chelsea):
     """A small short edge (40 -> 40x60, padded to 64x64) makes the padding visible in both encoders' inputs:
     the DINO copy is padded after its own normalisation, so its pad is not the CLIP mean colour."""
-    from ovparts.models.partcatseg import CONFIGS, PartCatSeg
+    from ovparts.methods.partcatseg.model import CONFIGS, PartCatSeg
 
     config = PartCatSegConfig.from_dict({**CONFIGS["tiny"], "test_short_edge": 40, "test_max_size": 60})
     model = PartCatSeg(config).eval()

@@ -3,7 +3,7 @@ import pytest
 
 from ovparts import Vocabulary
 from ovparts.errors import VocabularyError
-from ovparts.templates import IMAGENET_TEMPLATES
+from ovparts.text.templates import IMAGENET_TEMPLATES
 from ovparts.vocabulary import BENCHMARKS, prompts
 
 

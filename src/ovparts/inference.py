@@ -20,8 +20,8 @@ from .imageio import ImageLike, load_image
 from .models.base import PartLogits, PartSegModel
 from .models.stages import stage
 from .object_masks import load_object_mask
-from .precision import autocast, check_precision
 from .preprocessing import image_tensor, interpolate, normalize, resize_shortest_edge
+from .runtime.precision import autocast, check_precision
 from .validation import check_background_threshold
 from .vocabulary import Vocabulary
 
@@ -128,7 +128,7 @@ class Segmenter:
         in that precision; text embeddings and the post-processing stay in fp32.
     compile:
         Compile the model's image encoders and per-class head in place with ``torch.compile`` (inductor,
-        :func:`ovparts.compiling.compile_model`). The first image pays the compile time; later images reuse
+        :func:`ovparts.runtime.compiling.compile_model`). The first image pays the compile time; later images reuse
         the graphs (every image is resized to the model's input), and so, after a recompile or two, do
         vocabularies of other sizes.
     """
@@ -149,7 +149,7 @@ class Segmenter:
         self.device = next(self.model.parameters()).device
         self.precision = check_precision(precision, self.device)
         if compile:
-            from .compiling import compile_model  # noqa: PLC0415  (imports torch._dynamo)
+            from .runtime.compiling import compile_model  # noqa: PLC0415  (imports torch._dynamo)
 
             compile_model(self.model)
         default = getattr(model.config, "background_threshold", 0.5)

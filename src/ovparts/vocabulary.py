@@ -18,7 +18,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import VocabularyError
-from .templates import TEMPLATE_SETS
+from .text.templates import TEMPLATE_SETS
 
 BENCHMARKS = ("pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood")
 RESERVED_CHARACTERS = ":;,\n"
@@ -338,5 +338,10 @@ def benchmark_table(name: str) -> dict:
     key = name.lower().replace("-", "_")
     if key not in BENCHMARKS:
         raise VocabularyError(f"Unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}.")
-    with resources.files("ovparts.benchmarks").joinpath(f"{key}.json").open("r", encoding="utf-8") as handle:
+    with (
+        resources.files("ovparts.data")
+        .joinpath("tables")
+        .joinpath(f"{key}.json")
+        .open("r", encoding="utf-8") as handle
+    ):
         return json.load(handle)

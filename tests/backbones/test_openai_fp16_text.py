@@ -7,10 +7,10 @@ import torch
 
 from ovparts import load_model
 from ovparts.backbones.openai_fp16_text import encode_openai_fp16, openai_token_ids
-from ovparts.convert.catseg import convert_catseg_state_dict
-from ovparts.convert.partcatseg import convert_partcatseg_state_dict
 from ovparts.errors import ConfigError
-from ovparts.models.catseg import CatSegConfig
+from ovparts.methods.catseg.convert import convert_catseg_state_dict
+from ovparts.methods.catseg.model import CatSegConfig
+from ovparts.methods.partcatseg.convert import convert_partcatseg_state_dict
 
 from ..convert.official_catseg import official_catseg
 from ..convert.official_partcatseg import official_partcatseg

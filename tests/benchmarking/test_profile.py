@@ -12,7 +12,7 @@ from ovparts.benchmarking.flops import ElementwiseCounter
 from ovparts.benchmarking.profile import STAGES
 from ovparts.cli import main
 from ovparts.models.stages import OTHER, StageProfile, stage
-from ovparts.precision import cpu_bf16_support, preferred_precision
+from ovparts.runtime.precision import cpu_bf16_support, preferred_precision
 
 
 @pytest.fixture(scope="module")

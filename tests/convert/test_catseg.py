@@ -8,15 +8,15 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 import ovparts
-from ovparts.convert.catseg import (
+from ovparts.cli.convert import convert_catseg
+from ovparts.convert.tokenizer import with_tokenizer_ids
+from ovparts.errors import CheckpointError
+from ovparts.methods.catseg.convert import (
     convert_catseg_checkpoint,
     convert_catseg_state_dict,
     load_official_checkpoint,
 )
-from ovparts.convert.cli import convert_catseg
-from ovparts.convert.tokenizer import with_tokenizer_ids
-from ovparts.errors import CheckpointError
-from ovparts.models.catseg import CatSeg, CatSegConfig
+from ovparts.methods.catseg.model import CatSeg, CatSegConfig
 from ovparts.testing import tiny_tokenizer_folder
 
 from .checks import assert_text_path_follows_tokenizer, vocab_size
@@ -198,8 +198,8 @@ def test_missing_keys_are_reported_under_the_official_names():
 
 
 def test_every_ovparts_tensor_reads_back_to_a_key_of_the_official_file():
-    from ovparts.convert.catseg import RULE_TABLES, expected_shapes
     from ovparts.convert.keynames import official_missing_names
+    from ovparts.methods.catseg.convert import RULE_TABLES, expected_shapes
 
     for variant in ("cvpr", "old"):
         official = official_catseg(variant)

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 
 import ovparts
 from ovparts.cli import OvpartsGroup
-from ovparts.convert.cli import convert_clipseg
-from ovparts.convert.clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+from ovparts.cli.convert import convert_clipseg
 from ovparts.errors import CheckpointError
-from ovparts.models.clipseg import CONFIGS
+from ovparts.methods.clipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
+from ovparts.methods.clipseg.model import CONFIGS
 from ovparts.testing import tiny_tokenizer_folder
 
 from .test_partclipseg import official_state_dict as partclipseg_state_dict

@@ -7,12 +7,12 @@ import torch
 from click.testing import CliRunner
 
 import ovparts
-from ovparts.convert.catseg import convert_catseg_state_dict
-from ovparts.convert.cli import convert_partcatseg
-from ovparts.convert.partcatseg import convert_partcatseg_checkpoint, convert_partcatseg_state_dict
+from ovparts.cli.convert import convert_partcatseg
 from ovparts.convert.tokenizer import with_tokenizer_ids
 from ovparts.errors import CheckpointError
-from ovparts.models.partcatseg import PartCatSeg, PartCatSegConfig
+from ovparts.methods.catseg.convert import convert_catseg_state_dict
+from ovparts.methods.partcatseg.convert import convert_partcatseg_checkpoint, convert_partcatseg_state_dict
+from ovparts.methods.partcatseg.model import PartCatSeg, PartCatSegConfig
 from ovparts.testing import tiny_tokenizer_folder
 
 from .checks import assert_text_path_follows_tokenizer, vocab_size

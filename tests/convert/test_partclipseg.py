@@ -9,10 +9,10 @@ from transformers import CLIPSegForImageSegmentation
 
 import ovparts
 from ovparts.cli import OvpartsGroup
-from ovparts.convert.cli import convert_partclipseg
-from ovparts.convert.partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+from ovparts.cli.convert import convert_partclipseg
 from ovparts.errors import CheckpointError
-from ovparts.models.partclipseg import CONFIGS
+from ovparts.methods.partclipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
+from ovparts.methods.partclipseg.model import CONFIGS
 from ovparts.testing import TINY_CLIPSEG, clipseg_hf_config, tiny_tokenizer_folder, tokenizer_special_ids
 
 from .checks import assert_text_path_follows_tokenizer

@@ -8,7 +8,7 @@ import torch
 
 import ovparts
 from ovparts.errors import ConfigError
-from ovparts.models.catseg import CONFIGS, CatSeg, CatSegConfig
+from ovparts.methods.catseg.model import CONFIGS, CatSeg, CatSegConfig
 
 VOCAB = "dog: head, leg, tail; cat: ear, paw"
 

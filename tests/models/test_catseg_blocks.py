@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ovparts.errors import ConfigError
-from ovparts.models.catseg_blocks import (
+from ovparts.models.cost_aggregation import (
     SWIN_MASK_VALUE,
     ClassAggregation,
     CostEmbedding,

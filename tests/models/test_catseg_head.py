@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ovparts.errors import ConfigError
-from ovparts.models.catseg import DROPPED_CLASS_LOGIT, CatSegAggregator, CatSegHeadConfig
+from ovparts.methods.catseg.model import DROPPED_CLASS_LOGIT, CatSegAggregator, CatSegHeadConfig
 
 TINY = dict(
     text_dim=32,

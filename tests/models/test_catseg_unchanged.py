@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovparts.models import catseg_blocks
-from ovparts.models.catseg_blocks import CLASS_ATTENTIONS, ClassAggregation
-from ovparts.models.partcatseg import CONFIGS as PARTCATSEG_CONFIGS
+from ovparts.methods.partcatseg.model import CONFIGS as PARTCATSEG_CONFIGS
+from ovparts.models import cost_aggregation as catseg_blocks
+from ovparts.models.cost_aggregation import CLASS_ATTENTIONS, ClassAggregation
 from ovparts.models.registry import load_model
 from ovparts.vocabulary import Vocabulary
 

@@ -7,8 +7,8 @@ import torch
 
 import ovparts
 from ovparts.errors import ConfigError
+from ovparts.methods.catseg.model import CatSegAggregator
 from ovparts.models import chunking
-from ovparts.models.catseg import CatSegAggregator
 from ovparts.models.chunking import AUTO_FRACTION, resolve_class_chunk
 
 MODELS = ["clipseg", "catseg", "partclipseg", "partcatseg"]

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, CLIPSegForImageSegmentation
 
 import ovparts
 from ovparts.errors import CheckpointError, UnknownModelError, WeightsNotFoundError
-from ovparts.models.clipseg import ClipSeg
+from ovparts.methods.clipseg.model import ClipSeg
 from ovparts.testing import RD64_REFINED, write_clipseg_checkpoint
 
 TEXTS = ["dog head", "cat ear", "a bird's wing", "car wheel"]

@@ -11,8 +11,13 @@ from click.testing import CliRunner
 import ovparts
 from ovparts.backbones.dino import build_dino
 from ovparts.imageio import load_image
-from ovparts.models.catseg import TINY_CLIP
-from ovparts.models.partcatseg import ABSENT_OBJECT_LOGIT, PartCatSeg, PartCatSegAggregator, PartCatSegConfig
+from ovparts.methods.catseg.model import TINY_CLIP
+from ovparts.methods.partcatseg.model import (
+    ABSENT_OBJECT_LOGIT,
+    PartCatSeg,
+    PartCatSegAggregator,
+    PartCatSegConfig,
+)
 from ovparts.testing import write_dino_checkpoint
 
 VOCAB = "dog: head, torso, tail; cat: head, ear; car"
@@ -74,7 +79,7 @@ def test_predict_fills_parts_background_and_objects_in_vocabulary_order(model, v
 
 
 def test_stage_b_feature_of_a_part_is_its_part_and_object_embeddings():
-    cfg = PartCatSegConfig.from_dict(ovparts.models.partcatseg.CONFIGS["tiny"]).head_config
+    cfg = PartCatSegConfig.from_dict(ovparts.methods.partcatseg.model.CONFIGS["tiny"]).head_config
     head = PartCatSegAggregator(cfg)
     x = torch.randn(1, cfg.hidden_dim, 7, 4, 4)  # 4 parts, 2 objects, background
     to_part, to_object = torch.tensor([0, 1, 2, 0, 3]), torch.tensor([0, 0, 0, 1, 1])
@@ -302,7 +307,7 @@ def test_cli_segment_with_the_tiny_config(tmp_path, chelsea_path):
 
 
 def test_query_attention_by_hand_and_permutation_equivariant():
-    from ovparts.models.catseg_blocks import query_attention
+    from ovparts.models.cost_aggregation import query_attention
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 4, 2, 3, generator=gen) for _ in range(3))  # 4 classes, 2 heads

@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 import ovparts
 from ovparts.cli import main
-from ovparts.models.clipseg import ClipSeg
-from ovparts.models.partclipseg import PartClipSeg, class_layout
+from ovparts.methods.clipseg.model import ClipSeg
+from ovparts.methods.partclipseg.model import PartClipSeg, class_layout
 
 VOCAB = "dog: tail, head, leg; cat: head, ear; boat"
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovparts.models.catseg import CONFIGS as CATSEG_CONFIGS
-from ovparts.models.catseg import CatSegAggregator, CatSegConfig
-from ovparts.models.partcatseg import CONFIGS as PARTCATSEG_CONFIGS
-from ovparts.models.partcatseg import PartCatSegAggregator, PartCatSegConfig
+from ovparts.methods.catseg.model import CONFIGS as CATSEG_CONFIGS
+from ovparts.methods.catseg.model import CatSegAggregator, CatSegConfig
+from ovparts.methods.partcatseg.model import CONFIGS as PARTCATSEG_CONFIGS
+from ovparts.methods.partcatseg.model import PartCatSegAggregator, PartCatSegConfig
 
 TEMPLATES = ["a photo of a {}.", "a drawing of the {}.", "{}"]
 

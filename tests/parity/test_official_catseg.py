@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ovparts import Segmenter, Vocabulary, load_model
-from ovparts.convert.catseg import convert_catseg_checkpoint
+from ovparts.methods.catseg.convert import convert_catseg_checkpoint
 
 from .official import OfficialCase, assert_close, assert_same_labels
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ovparts import Segmenter, Vocabulary, load_model
-from ovparts.convert.partcatseg import convert_partcatseg_checkpoint
+from ovparts.methods.partcatseg.convert import convert_partcatseg_checkpoint
 
 from .official import OfficialCase, assert_close, assert_same_labels
 

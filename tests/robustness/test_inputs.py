@@ -232,7 +232,7 @@ def no_materialised_model(monkeypatch):
     """Record every ClipSeg built off the meta device: a refused checkpoint must never get that far."""
     import torch
 
-    from ovparts.models.clipseg import ClipSeg
+    from ovparts.methods.clipseg.model import ClipSeg
 
     built: list[str] = []
     original = ClipSeg.__init__
@@ -452,7 +452,7 @@ def test_a_cached_dino_hub_id_loads_from_the_checked_folder(hub_cache):
 
 def test_partcatseg_checks_a_dino_hub_id_before_building(hub_cache):
     from ovparts.errors import ConfigError
-    from ovparts.models.partcatseg import CONFIGS, PartCatSeg, PartCatSegConfig
+    from ovparts.methods.partcatseg.model import CONFIGS, PartCatSeg, PartCatSegConfig
 
     bad = next(c for c in DINO_CASES if c.name == "20000-layers")
     config = PartCatSegConfig.from_dict(

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ovparts.serve import Limits, ServedModel, create_app
 from ovparts.serve.budget import estimate_bytes, pixel_weights, scale_labels, working_size
-from ovparts.text_cache import TextEmbeddingCache, set_budget
+from ovparts.text.cache import TextEmbeddingCache, set_budget
 
 from ..robustness.corpus_outputs import BAD_THRESHOLDS
 from .test_api import assert_refused, client_for, post_image

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
 from ..errors import CheckpointError
-from ..text_cache import TextEmbeddingCache
+from ..text.cache import TextEmbeddingCache
 from .clip_dense import clip_dense_features
 from .openai_fp16_text import check_text_precision, encode_openai_fp16
 

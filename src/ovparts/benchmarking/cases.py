@@ -98,7 +98,7 @@ def build_case(
 ) -> Case:
     """The case for ``name`` at ``size`` ("native" or "tiny") with K classes, ovparts' path or its peer's.
 
-    ``compile`` runs ovparts' model through :func:`ovparts.compiling.compile_model` (peers stay eager)."""
+    ``compile`` runs ovparts' model through :func:`ovparts.runtime.compiling.compile_model` (peers stay eager)."""
     from ..models.registry import load_model
 
     if name not in SIZES:
@@ -114,7 +114,7 @@ def build_case(
     image_size = model.preprocess.size
     if variant == "ovparts":
         if compile:
-            from ..compiling import compile_model
+            from ..runtime.compiling import compile_model
 
             compile_model(model)
         return Case(

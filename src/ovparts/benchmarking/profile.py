@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..models.stages import OTHER, StageProfile
-from ..precision import PRECISIONS, check_precision
+from ..runtime.precision import PRECISIONS, check_precision
 from .cases import SIZES, benchmark_vocabulary
 from .measure import load_average, matmul_rate
 

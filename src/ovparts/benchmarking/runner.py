@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from ..precision import PRECISIONS, autocast, check_precision, describe_precision_support
+from ..runtime.precision import PRECISIONS, autocast, check_precision, describe_precision_support
 from .cases import DEFAULT_CLASSES, MODELS, PEERS, TEXT_PER_CALL, build_case
 from .measure import PeakMemory, count_flops, load_average, matmul_rate, max_rss_bytes, median_seconds
 

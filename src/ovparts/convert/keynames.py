@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# (official regex, ovparts template, operation); see ovparts.convert.catseg for the operations.
+# (official regex, ovparts template, operation); see ovparts.methods.catseg.convert for the operations.
 Rule = tuple[str, str, str]
 
 

@@ -137,7 +137,7 @@ class PartSegModel(nn.Module):
         """The submodules worth ``torch.compile``: the per-image encoders and the per-class head.
 
         Each one's ``forward`` must be the hot path it stands for (text encoding stays out: it is cached per
-        vocabulary). :func:`ovparts.compiling.compile_model` compiles them in place. The base class offers
+        vocabulary). :func:`ovparts.runtime.compiling.compile_model` compiles them in place. The base class offers
         none, so a model that names no targets runs eagerly.
         """
         return []

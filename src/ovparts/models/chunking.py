@@ -57,7 +57,7 @@ def resolve_class_chunk(
     return int(chunk)
 
 
-# Why the chunk loops below are not traced by torch.compile (see ovparts.compiling).
+# Why the chunk loops below are not traced by torch.compile (see ovparts.runtime.compiling).
 CHUNK_LOOP_REASON = "class-chunk loop: each chunk is a compiled graph of its own"
 
 

@@ -15,10 +15,10 @@ from .base import PartSegModel
 
 # Modules that register built-in models when imported; a new method adds its module here.
 BUILTIN_MODULES = (
-    "ovparts.models.clipseg",
-    "ovparts.models.catseg",
-    "ovparts.models.partclipseg",
-    "ovparts.models.partcatseg",
+    "ovparts.methods.clipseg.model",
+    "ovparts.methods.catseg.model",
+    "ovparts.methods.partclipseg.model",
+    "ovparts.methods.partcatseg.model",
 )
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .models.base import PartLogits, Preprocess
-from .models.clipseg import ClipSeg
-from .vocabulary import Vocabulary
+from ..errors import ConfigError
+from ..methods.clipseg.model import ClipSeg
+from ..models.base import PartLogits, Preprocess
+from ..vocabulary import Vocabulary
 
 
 class _ClipSegGraph(nn.Module):

@@ -39,7 +39,7 @@ def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
       ovparts convert catseg model_base.pth catseg-vitb/
       ovparts segment photo.jpg --model catseg --weights catseg-vitb/ --vocab "cat: head, ear"
     """
-    from .catseg import convert_catseg_checkpoint
+    from ..methods.catseg.convert import convert_catseg_checkpoint
 
     result = convert_catseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
     click.echo(result.report())
@@ -61,8 +61,8 @@ def convert_partclipseg(checkpoint: str, out_dir: str, tokenizer: str, base_conf
     object-embedding index (faithful=true in its config.json), which the published weights depend on.
     """
     from ..errors import CheckpointError
-    from ..models.partclipseg import CONFIGS
-    from .partclipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+    from ..methods.partclipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
+    from ..methods.partclipseg.model import CONFIGS
 
     if base_config not in CONFIGS:
         raise CheckpointError(
@@ -85,7 +85,7 @@ def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
       ovparts convert partcatseg partcatseg_voc.pth partcatseg-voc/
       ovparts segment photo.jpg --model partcatseg --weights partcatseg-voc/ --vocab "cat: head, ear"
     """
-    from .partcatseg import convert_partcatseg_checkpoint
+    from ..methods.partcatseg.convert import convert_partcatseg_checkpoint
 
     result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
     click.echo(result.report())
@@ -111,8 +111,8 @@ def convert_clipseg(checkpoint: str, out_dir: str, tokenizer: str, base_config: 
       ovparts segment photo.jpg --model clipseg --weights clipseg-ovparts-voc/ --vocab "cat: head, ear"
     """
     from ..errors import CheckpointError
-    from ..models.clipseg import CONFIGS
-    from .clipseg import convert_state_dict, read_official_checkpoint, write_checkpoint
+    from ..methods.clipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
+    from ..methods.clipseg.model import CONFIGS
 
     if base_config not in CONFIGS:
         raise CheckpointError(f"Unknown clipseg config {base_config!r}; choose from {', '.join(CONFIGS)}.")

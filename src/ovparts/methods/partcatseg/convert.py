@@ -23,8 +23,10 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ..errors import CheckpointError
-from .catseg import (
+from ...convert.keynames import Rule, official_missing_names, official_names
+from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
+from ...errors import CheckpointError
+from ..catseg.convert import (
     CLIP_PREFIX,
     CLIP_RULES,
     DEFAULT_TOKENIZER,
@@ -44,8 +46,6 @@ from .catseg import (
     sub_dict,
     tensor_shape,
 )
-from .keynames import Rule, official_missing_names, official_names
-from .tokenizer import attach_tokenizer, shapes_on_meta
 
 OFFICIAL_DINO = "backbone.dinov2."
 OFFICIAL_BACKGROUND = "sem_seg_head.predictor.non_object_embedding"
@@ -161,7 +161,7 @@ def infer_dino_config(dino: Mapping[str, Tensor]) -> dict:
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts PartCATSeg state dict for a config (built on the meta device)."""
-    from ..models.partcatseg import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
+    from .model import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
 
     return shapes_on_meta(PartCatSeg, PartCatSegConfig, config, load_dino=False)
 
@@ -281,7 +281,7 @@ def convert_partcatseg_checkpoint(
 
     Refuses (one sentence) when any ovparts weight would be left uninitialised.
     """
-    from ..models.partcatseg import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
+    from .model import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
 
     result = convert_partcatseg_state_dict(load_official_checkpoint(checkpoint))
     if result.missing:

@@ -19,17 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..backbones.clip_dense import apply_finetune
-from ..backbones.openai_fp16_text import check_text_precision
-from ..backbones.resnet import ResNet, ResNetConfig, renormalize
-from ..errors import CheckpointError, ConfigError
-from ..losses import catseg_bce_loss
-from ..preprocessing import check_chain, encoder_input
-from ..templates import TEMPLATE_SETS
-from ..testing import tiny_tokenizer_folder, tiny_tokenizer_special_ids
-from ..vocabulary import Vocabulary
-from .base import (
+from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
+from ...backbones.clip_dense import apply_finetune
+from ...backbones.openai_fp16_text import check_text_precision
+from ...backbones.resnet import ResNet, ResNetConfig, renormalize
+from ...errors import CheckpointError, ConfigError
+from ...losses import catseg_bce_loss
+from ...models.base import (
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
@@ -39,7 +35,8 @@ from .base import (
     PartSegModel,
     Preprocess,
 )
-from .catseg_blocks import (
+from ...models.chunking import resolve_class_chunk
+from ...models.cost_aggregation import (
     ClassAggregation,
     CostEmbedding,
     GuidedUp,
@@ -47,9 +44,12 @@ from .catseg_blocks import (
     cosine_cost,
     map_classes,
 )
-from .chunking import resolve_class_chunk
-from .registry import register_model
-from .stages import stage
+from ...models.registry import register_model
+from ...models.stages import stage
+from ...preprocessing import check_chain, encoder_input
+from ...testing import tiny_tokenizer_folder, tiny_tokenizer_special_ids
+from ...text.templates import TEMPLATE_SETS
+from ...vocabulary import Vocabulary
 
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def device_overrides(
@@ -69,7 +69,7 @@ def train_command(
       ovparts train my_recipe.yaml --out runs/mine
       ovparts train partclipseg_voc_oracle --devices 8 --strategy ddp
     """
-    from .training.config import load_recipe
+    from ..training.config import load_recipe
 
     flags = device_overrides(devices, num_nodes, strategy, accelerator, precision, out)
     recipe = load_recipe(config, [*overrides, *flags])
@@ -78,11 +78,11 @@ def train_command(
         click.echo(recipe.to_yaml())
     if dry_run:
         return
-    from .outputs import check_output_dir
+    from ..outputs import check_output_dir
 
     check_output_dir(recipe.output_dir, "--out")  # before the (long) run, not at its first checkpoint
     try:
-        from .training.runner import train
+        from ..training.runner import train
     except ImportError as err:
         raise ConfigError(f"Training needs the train extra: pip install 'ovparts[train]' ({err}).") from err
     result = train(recipe, resume=resume)
@@ -102,4 +102,4 @@ def _is_rank_zero() -> bool:
 
 
 COMMANDS = (train_command,)
-"""What ``cli.py`` registers."""
+"""What ``ovparts.cli`` registers."""

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from ..hub import read_torch_file
-from ..models.base import PartSegModel
-from .tokenizer import attach_tokenizer, shapes_on_meta
+from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
+from ...errors import CheckpointError
+from ...hub import read_torch_file
+from ...models.base import PartSegModel
 
 OFFICIAL_PREFIX = "partclipseg_model."
 BASELINE_PREFIX = "clipseg_model."  # the OV-PARTS CLIPSeg baseline trained in the same code base
@@ -168,7 +168,7 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Names and shapes of our model's tensors for ``config``, built on the meta device (no memory)."""
-    from ..models.partclipseg import PartClipSeg, PartClipSegConfig
+    from .model import PartClipSeg, PartClipSegConfig
 
     return shapes_on_meta(PartClipSeg, PartClipSegConfig, config)
 
@@ -180,7 +180,7 @@ def convert_state_dict(
 
     Pure: no file is read or written. Shapes are checked against the model the config implies.
     """
-    from ..models.partclipseg import CONFIGS
+    from .model import CONFIGS
 
     base = dict(CONFIGS["default"] if base_config is None else base_config)
     return convert_with(official, base, map_key, infer_config, expected_shapes, Conversion)
@@ -229,7 +229,7 @@ def write_checkpoint(
     conversion: Conversion, out_dir: str | os.PathLike, tokenizer: str | os.PathLike
 ) -> Path:
     """Build the model (strict shape checks), then write safetensors + config.json + tokenizer files."""
-    from ..models.partclipseg import PartClipSeg, PartClipSegConfig
+    from .model import PartClipSeg, PartClipSegConfig
 
     def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
         return PartClipSeg(PartClipSegConfig.from_dict(config), tokenizer_folder=folder)

@@ -17,15 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..errors import CheckpointError, ConfigError
-from ..hub import checkpoint_specs, load_state_dict
-from ..templates import TEMPLATE_SETS
-from ..testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
-from ..vocabulary import Vocabulary
-from .base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
-from .chunking import CHUNK_LOOP_REASON, resolve_class_chunk
-from .registry import register_model
+from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
+from ...errors import CheckpointError, ConfigError
+from ...hub import checkpoint_specs, load_state_dict
+from ...models.base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
+from ...models.chunking import CHUNK_LOOP_REASON, resolve_class_chunk
+from ...models.registry import register_model
+from ...testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
+from ...text.templates import TEMPLATE_SETS
+from ...vocabulary import Vocabulary
 
 TEXT_KEYS = (
     "vocab_size",

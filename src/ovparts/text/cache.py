@@ -16,7 +16,7 @@ from collections.abc import Hashable
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ENV_VAR = "OVPARTS_TEXT_CACHE_MB"
 DEFAULT_MB = 256.0

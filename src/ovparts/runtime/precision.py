@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ..backbones.clip_dense import apply_finetune
-from ..backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
-from ..backbones.openai_fp16_text import check_text_precision
-from ..backbones.resnet import renormalize
-from ..errors import CheckpointError, ConfigError
-from ..losses import (
+from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
+from ...backbones.clip_dense import apply_finetune
+from ...backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
+from ...backbones.openai_fp16_text import check_text_precision
+from ...backbones.resnet import renormalize
+from ...errors import CheckpointError, ConfigError
+from ...losses import (
     BACKGROUND_WEIGHT,
     compositional_loss,
     partcatseg_object_loss,
@@ -43,11 +43,7 @@ from ..losses import (
     partcatseg_specific_loss,
     resize_logits,
 )
-from ..preprocessing import check_chain, encoder_input
-from ..templates import TEMPLATE_SETS
-from ..testing import TINY_DINOV2, tiny_tokenizer_folder
-from ..vocabulary import Vocabulary
-from .base import (
+from ...models.base import (
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
@@ -57,7 +53,15 @@ from .base import (
     PartSegModel,
     Preprocess,
 )
-from .catseg import (
+from ...models.chunking import check_class_chunk, resolve_class_chunk
+from ...models.cost_aggregation import CostEmbedding, cosine_cost, map_classes
+from ...models.registry import register_model
+from ...models.stages import stage
+from ...preprocessing import check_chain, encoder_input
+from ...testing import TINY_DINOV2, tiny_tokenizer_folder
+from ...text.templates import TEMPLATE_SETS
+from ...vocabulary import Vocabulary
+from ..catseg.model import (
     TINY_CLIP,
     VIT_B16,
     CatSegAggregator,
@@ -67,10 +71,6 @@ from .catseg import (
     _config,
     detectron2_test_chain,
 )
-from .catseg_blocks import CostEmbedding, cosine_cost, map_classes
-from .chunking import check_class_chunk, resolve_class_chunk
-from .registry import register_model
-from .stages import stage
 
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
 ABSENT_OBJECT_LOGIT = -100.0

@@ -1,6 +1,6 @@
 """Click commands for benchmarks: ``ovparts evaluate`` and ``ovparts data check | info``.
 
-They live apart from ``cli.py`` so the evaluation stack can be developed and tested alone; ``cli.py`` registers
+They live apart from ``ovparts.cli`` so the evaluation stack can be developed and tested alone; ``ovparts.cli`` registers
 ``evaluate_command`` as ``evaluate`` and ``data_group`` as ``data``. Bad input ends with one sentence on stderr
 and exit code 2, never a traceback.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_USER_ERROR
+from ..errors import EXIT_USER_ERROR
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -100,9 +100,9 @@ def evaluate_command(
     no_progress: bool,
 ) -> None:
     """Score a model on a benchmark and print seen / unseen / harmonic mIoU."""
-    from .data import load_dataset
-    from .evaluation import evaluate
-    from .outputs import check_output_dir, check_output_file
+    from ..data import load_dataset
+    from ..evaluation import evaluate
+    from ..outputs import check_output_dir, check_output_file
 
     if out is not None:  # a report that cannot be written is refused now, not after the evaluation
         check_output_file(out)
@@ -147,7 +147,7 @@ def data_group() -> None:
 @click.argument("name")
 def data_info(name: str) -> None:
     """Print the official download links and the expected layout of a benchmark."""
-    from .data import info_text
+    from ..data import info_text
 
     click.echo(info_text(name))
 
@@ -159,7 +159,7 @@ def data_info(name: str) -> None:
 @click.option("--deep", is_flag=True, help="Also decode every label file and check sizes and ids (slower).")
 def data_check(root: Path, name: str, split: str, deep: bool) -> None:
     """Validate a dataset layout and say what is missing or broken."""
-    from .data import check_dataset
+    from ..data import check_dataset
 
     splits = ("train", "val") if split == "all" else (split,)
     result = check_dataset(name, root, splits=splits, deep=deep)
@@ -169,4 +169,4 @@ def data_check(root: Path, name: str, split: str, deep: bool) -> None:
 
 
 COMMANDS = (evaluate_command, data_group)
-"""What ``cli.py`` registers: ``for command in COMMANDS: main.add_command(command)``."""
+"""What ``ovparts.cli`` registers: ``for command in COMMANDS: main.add_command(command)``."""

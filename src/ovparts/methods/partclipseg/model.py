@@ -25,16 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import (
+from ...losses import (
     attention_control_losses,
     partclipseg_segmentation_losses,
     partclipseg_total_loss,
 )
-from ..testing import RD64_REFINED, TINY_CLIPSEG
-from ..vocabulary import Vocabulary
-from .base import PartLogits
-from .chunking import map_slices, resolve_class_chunk
-from .clipseg import (
+from ...models.base import PartLogits
+from ...models.chunking import map_slices, resolve_class_chunk
+from ...models.registry import register_model
+from ...testing import RD64_REFINED, TINY_CLIPSEG
+from ...vocabulary import Vocabulary
+from ..clipseg.model import (
     ClipSeg,
     ClipSegConfig,
     ClipSegDecoder,
@@ -42,7 +43,6 @@ from .clipseg import (
     _architecture_config,
     transposed_convolution_head,
 )
-from .registry import register_model
 
 # Logit given to objects without parts in `PartLogits.objects`: sigmoid(-1e4) == 0, and unlike -inf it
 # survives bilinear interpolation without NaNs.

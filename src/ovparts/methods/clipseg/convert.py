@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from ..hub import read_torch_file
-from ..models.base import PartSegModel
-from . import partclipseg
-from .partclipseg import Conversion
-from .tokenizer import shapes_on_meta
+from ...convert.tokenizer import shapes_on_meta
+from ...errors import CheckpointError
+from ...hub import read_torch_file
+from ...models.base import PartSegModel
+from ..partclipseg import convert as partclipseg
+from ..partclipseg.convert import Conversion
 
 OFFICIAL_PREFIX = partclipseg.BASELINE_PREFIX  # "clipseg_model."
 
@@ -84,7 +84,7 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
 
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    from ..models.clipseg import ClipSeg, ClipSegConfig
+    from .model import ClipSeg, ClipSegConfig
 
     return shapes_on_meta(ClipSeg, ClipSegConfig, config)
 
@@ -93,7 +93,7 @@ def convert_state_dict(
     official: dict[str, torch.Tensor], base_config: dict[str, Any] | None = None
 ) -> Conversion:
     """Official tensors (``clipseg_model.`` keys) -> ours + the implied config; pure, shapes checked."""
-    from ..models.clipseg import CONFIGS
+    from .model import CONFIGS
 
     base = dict(CONFIGS["ov-parts"] if base_config is None else base_config)
     return partclipseg.convert_with(official, base, map_key, infer_config, expected_shapes, ClipSegConversion)
@@ -106,7 +106,7 @@ def write_checkpoint(
 
     The folder appears complete or not at all: it is written beside ``out_dir`` and renamed into place.
     """
-    from ..models.clipseg import ClipSeg, ClipSegConfig
+    from .model import ClipSeg, ClipSegConfig
 
     def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
         return ClipSeg(ClipSegConfig.from_dict(config), tokenizer_folder=folder)

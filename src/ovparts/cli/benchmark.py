@@ -85,7 +85,7 @@ def benchmark(
     With --profile: one prediction of CAT-Seg / PartCATSeg split into stages (image encoder, cost volume,
     guidance projection, spatial and class aggregation, decoder, upsampling, label assignment), each with
     its time, FLOPs and fraction of a matmul's FLOP rate measured in the same process."""
-    from .benchmarking import (
+    from ..benchmarking import (
         DEFAULT_CLASSES,
         MODELS,
         BenchmarkOptions,
@@ -93,9 +93,9 @@ def benchmark(
         format_table,
         run_benchmark,
     )
-    from .errors import ConfigError
-    from .outputs import atomic_write, check_output_file
-    from .validation import check_device
+    from ..errors import ConfigError
+    from ..outputs import atomic_write, check_output_file
+    from ..validation import check_device
 
     check_device(device)
 
@@ -149,9 +149,9 @@ def _profile(
     """Print a per-stage table per (model, K); returns them for --json / --markdown."""
     import torch
 
-    from .benchmarking.profile import PROFILED_MODELS, format_profile, profile_model
-    from .errors import ConfigError
-    from .precision import describe_precision_support
+    from ..benchmarking.profile import PROFILED_MODELS, format_profile, profile_model
+    from ..errors import ConfigError
+    from ..runtime.precision import describe_precision_support
 
     other = [m for m in models if m not in PROFILED_MODELS]
     if other:
@@ -171,8 +171,8 @@ def _profile(
 
 
 def _write_profiles(profiles: list[dict], json_path: str | None, markdown_path: str | None) -> None:
-    from .benchmarking.profile import format_profile_markdown
-    from .outputs import atomic_write
+    from ..benchmarking.profile import format_profile_markdown
+    from ..outputs import atomic_write
 
     if json_path:
         text = json.dumps(profiles, indent=2)

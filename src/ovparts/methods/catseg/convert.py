@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..backbones.clip_dense import default_guidance_layers
-from ..errors import CheckpointError
-from ..hub import read_torch_file
-from ..models.catseg_blocks import shifted_window_mask
-from .keynames import Rule, official_missing_names, official_names
-from .tokenizer import attach_tokenizer, shapes_on_meta
+from ...backbones.clip_dense import default_guidance_layers
+from ...convert.keynames import Rule, official_missing_names, official_names
+from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
 
 # Re-exported: these tokenizer helpers lived here before the shared converter step.
-from .tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
-from .tokenizer import with_tokenizer_ids as with_tokenizer_ids
+from ...convert.tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
+from ...convert.tokenizer import with_tokenizer_ids as with_tokenizer_ids
+from ...errors import CheckpointError
+from ...hub import read_torch_file
+from ...models.cost_aggregation import shifted_window_mask
 
 # Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
 DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
@@ -398,7 +398,7 @@ def map_state_dict(
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts CAT-Seg state dict for a config (built on the meta device: no memory)."""
-    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
+    from .model import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
 
     return shapes_on_meta(CatSeg, CatSegConfig, config)
 
@@ -467,7 +467,7 @@ def convert_catseg_checkpoint(
 
     Refuses (one sentence, :class:`CheckpointError`) when any ovparts weight would be left uninitialised.
     """
-    from ..models.catseg import CatSeg, CatSegConfig  # noqa: PLC0415
+    from .model import CatSeg, CatSegConfig  # noqa: PLC0415
 
     result = convert_catseg_state_dict(load_official_checkpoint(checkpoint), vision_heads, text_heads)
     if result.missing:

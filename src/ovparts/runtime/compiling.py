@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .models.base import PartSegModel
+from ..errors import ConfigError
+from ..models.base import PartSegModel
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

@@ -7,7 +7,7 @@ only block that mixes classes (class aggregation) is linear in T and runs on all
 therefore never changes results.
 
 Module and tensor layouts follow the official ``cat_seg/modeling/transformer/model.py`` (docs/catseg.md); parameter names
-are ours, the converter in :mod:`ovparts.convert.catseg` maps the official names onto them.
+are ours, the converter in :mod:`ovparts.methods.catseg.convert` maps the official names onto them.
 """
 
 from __future__ import annotations

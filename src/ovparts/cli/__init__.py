@@ -1,0 +1,66 @@
+"""The `ovparts` command line: the group, its error handling, and one module per command.
+
+Errors a user can fix print one sentence and exit with code 2."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
+
+
+class OvpartsGroup(click.Group):
+    """Turns ovparts' typed errors into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OvpartsError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+@click.group(cls=OvpartsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ovparts")
+def main() -> None:
+    """Open-vocabulary part segmentation: label every pixel of an image with parts named in plain text.
+
+    \b
+    Example:
+      ovparts segment photo.jpg --vocab "cat: head, ear, leg, tail" --out out/
+    """
+
+
+def build_vocabulary(vocab: str | None, benchmark: str | None):
+    from ..vocabulary import Vocabulary
+
+    if (vocab is None) == (benchmark is None):
+        raise VocabularyError("Give exactly one of --vocab 'dog: head, tail' or --benchmark NAME.")
+    return Vocabulary.parse(vocab) if vocab is not None else Vocabulary.from_benchmark(benchmark)
+
+
+def _register_commands() -> None:
+    from .benchmark import benchmark
+    from .convert import convert_group
+    from .evaluate import COMMANDS as EVALUATE_COMMANDS
+    from .models import list_models
+    from .segment import segment
+    from .serve import serve
+    from .train import COMMANDS as TRAIN_COMMANDS
+
+    for command in (
+        segment,
+        list_models,
+        serve,
+        *EVALUATE_COMMANDS,
+        convert_group,
+        *TRAIN_COMMANDS,
+        benchmark,
+    ):
+        main.add_command(command)
+
+
+_register_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
