@@ -14,7 +14,6 @@ from .runner import (
 )
 
 
-
 def __getattr__(attribute: str) -> Any:
     """``MODELS`` and ``PEERS``, read from the registry when asked for (see ``cases``)."""
     if attribute in ("MODELS", "PEERS"):

@@ -16,20 +16,22 @@ from typing import Any
 
 from ..config_checks import read_config_file
 from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from ..methods import BUILTIN_METHODS, DEFAULT_MODEL
 from ..validation import check_device
 from .base import PartSegModel
 
-# The built-in methods, one package each (``ovparts/methods/<name>/``); importing a package registers its
-# one entry. A new method adds its folder and one line here.
-BUILTIN_METHODS = (
-    "ovparts.methods.clipseg",
-    "ovparts.methods.catseg",
-    "ovparts.methods.partclipseg",
-    "ovparts.methods.partcatseg",
-)
-# The method `ovparts segment`, `serve` and a training recipe use when none is named.
-DEFAULT_MODEL = "clipseg"
-
+__all__ = [
+    "BUILTIN_METHODS",
+    "DEFAULT_MODEL",
+    "BenchmarkPeer",
+    "ModelSpec",
+    "available_models",
+    "load_model",
+    "model_spec",
+    "model_specs",
+    "register_model",
+    "resolve_config",
+]
 
 @dataclass(frozen=True)
 class BenchmarkPeer:

@@ -136,7 +136,7 @@ class PartCatSegConfig(ModelConfig):
         return int(self.dino_config.get("hidden_size", 768))
 
     @property
-    def headrandom_config(self) -> CatSegHeadConfig:
+    def head_config(self) -> CatSegHeadConfig:
         """CAT-Seg aggregator sizes with DINO as every guidance, no class padding, the chosen attention."""
         derived = {
             "text_dim": self.projection_dim,
