@@ -212,7 +212,7 @@ class BenchmarkOptions:
     precision: str = "fp32"
     peers: bool = True
     peer_at: tuple[int, ...] | None = None  # the K values at which peers run (None: every K)
-    peer_classes: int | None = None  # cap on the prompts transformers' CLIPSeg runs (then scaled to K)
+    peer_classes: int | None = None  # cap on the prompts a per-prompt peer runs (then scaled to K)
     isolate: bool = True
     threads: int | None = None
     compile: bool = False
@@ -318,7 +318,7 @@ def _compare(model: str, variant: str, peer: dict, row: dict, options: Benchmark
     text encoding), the median of the round-by-round ratios, and forward memory."""
     rounds = [p / o for p, o in zip(peer["times_s"], row["times_s"], strict=True)]
     # A peer that caches its text embeddings pays the same one-time text encoding as ovparts (same encoder,
-    # same prompts); transformers' CLIPSeg encodes its prompts inside every call, already in its latency.
+    # same prompts); a ``text_per_call`` peer encodes its prompts inside every call, already in its latency.
     text = row.get("text_s", 0.0)
     described = benchmark_peers(model)[variant]
     peer_text = 0.0 if described.text_per_call else text
