@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from ovparts.errors import ConfigError
+from ovparts.models.registry import model_spec
 from ovparts.training.config import (
     RECIPE_DIR,
     apply_overrides,
@@ -13,7 +14,6 @@ from ovparts.training.config import (
     read_yaml_tree,
     recipe_names,
 )
-from ovparts.models.registry import model_spec
 from ovparts.training.objectives import has_training_loss
 
 RECIPES = sorted(p.name for p in RECIPE_DIR.glob("*.yaml"))

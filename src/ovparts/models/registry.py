@@ -33,6 +33,7 @@ __all__ = [
     "resolve_config",
 ]
 
+
 @dataclass(frozen=True)
 class BenchmarkPeer:
     """Another way of computing a method's logits that ``ovparts benchmark`` times against ovparts'.

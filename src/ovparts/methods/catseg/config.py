@@ -353,5 +353,3 @@ CONFIGS: dict[str, dict[str, Any]] = {
         tokenizer="tiny",
     ),
 }
-
-

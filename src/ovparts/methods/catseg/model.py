@@ -41,6 +41,7 @@ from .losses import catseg_bce_loss
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0
 
+
 class CatSegLayer(nn.Module):
     """Spatial aggregation (per class) followed by class aggregation (per pixel)."""
 
@@ -236,6 +237,7 @@ class CatSegAggregator(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------------
 # The full model: CLIP (dense path + guidance) -> aggregator head.
+
 
 class ClipGuidance(nn.Module):
     """CVPR guidance: transposed convolutions lifting two intermediate CLIP maps to 2x and 4x the grid."""

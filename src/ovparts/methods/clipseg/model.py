@@ -52,6 +52,8 @@ VISION_KEYS = (
     "hidden_act",
     "layer_norm_eps",
 )
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with CLIP's projection names; fused SDPA unless weights are asked for."""
 

@@ -49,6 +49,7 @@ from .losses import compositional_loss, partcatseg_object_loss, partcatseg_part_
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
 ABSENT_OBJECT_LOGIT = -100.0
 
+
 class PartCatSegAggregator(CatSegAggregator):
     """The PartCATSeg head: CAT-Seg's aggregator (stage A, shared decoder) plus the stage-B modules.
 
@@ -447,10 +448,14 @@ class PartCatSeg(ClipTextModel):
         """Both text sets of ``vocab`` (:meth:`text_embeddings`; cached by the backbone)."""
         return self.text_embeddings(vocab)
 
-    def training_loss(self, batch: dict[str, Tensor], vocab: Vocabulary, ignore_index: int) -> dict[str, Tensor]:
+    def training_loss(
+        self, batch: dict[str, Tensor], vocab: Vocabulary, ignore_index: int
+    ) -> dict[str, Tensor]:
         """PartCATSeg (official: part-catseg ``baselines/partcatseg.py``): every term of :meth:`loss` and
         their sum, with part and object labels as PartCLIPSeg."""
-        return self.loss(batch["pixel_values"], vocab, batch["part_labels"], batch["object_labels"], ignore_index)
+        return self.loss(
+            batch["pixel_values"], vocab, batch["part_labels"], batch["object_labels"], ignore_index
+        )
 
     # ------------------------------------------------------------------ training
     def loss(
