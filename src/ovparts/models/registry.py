@@ -68,7 +68,7 @@ class ModelSpec:
     default_weights: str | None
     description: str
     config_notes: Mapping[str, str] = field(default_factory=dict)
-    sizes: Mapping[str, str] = field(default_factory=lambda: {"native": "default", "tiny": "tiny"})
+    sizes: Mapping[str, str] = field(default_factory=dict)
     peers: Mapping[str, BenchmarkPeer] = field(default_factory=dict)
     profiled: bool = False
     converter: Any = None
@@ -90,6 +90,8 @@ def register_model(
     fields (config notes, benchmark sizes and peers, converter, published weights)."""
     if "default" not in configs:
         raise ValueError(f"Model {name!r} must register a 'default' config.")
+    if "sizes" not in details:  # the usual names: "default" is the published size, "tiny" the test one
+        details["sizes"] = {"native": "default", **({"tiny": "tiny"} if "tiny" in configs else {})}
     spec = ModelSpec(cls, configs, default_weights, description, **details)
     missing = sorted(set(spec.sizes.values()) - set(configs))
     if missing:
