@@ -93,6 +93,8 @@ def register_model(
     if "sizes" not in details:  # the usual names: "default" is the published size, "tiny" the test one
         details["sizes"] = {"native": "default", **({"tiny": "tiny"} if "tiny" in configs else {})}
     spec = ModelSpec(cls, configs, default_weights, description, **details)
+    if spec.converter is not None and spec.converter.method != name:
+        raise ValueError(f"Model {name!r} registers the converter of {spec.converter.method!r}.")
     missing = sorted(set(spec.sizes.values()) - set(configs))
     if missing:
         raise ValueError(f"Model {name!r} names the benchmark size config {missing[0]!r}, which it lacks.")

@@ -2,6 +2,7 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import CatSeg
 from .peers import PEERS
 
@@ -22,4 +23,5 @@ SPEC = register_model(
     sizes={"native": "vit-b", "tiny": "tiny"},
     peers=PEERS,
     profiled=True,
+    converter=CONVERTER,
 )

@@ -2,6 +2,7 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import ClipSeg
 from .peers import PEERS
 
@@ -18,4 +19,5 @@ SPEC = register_model(
     },
     sizes={"native": "default", "tiny": "tiny"},
     peers=PEERS,
+    converter=CONVERTER,
 )

@@ -2,6 +2,7 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import PartCatSeg
 from .peers import PEERS
 
@@ -20,4 +21,5 @@ SPEC = register_model(
     sizes={"native": "default", "tiny": "tiny"},
     peers=PEERS,
     profiled=True,
+    converter=CONVERTER,
 )
