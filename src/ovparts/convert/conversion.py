@@ -7,7 +7,7 @@ what the model needs but the file lacks, under the names the user would look for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,8 +98,3 @@ def settle(
             )
     missing = sorted(k for k in expected if k not in state)
     return official_names(unknown, origins), missing
-
-
-def named_missing(missing: list[str], name_of: Callable[[str], str]) -> list[str]:
-    """The official names of missing ovparts keys, one per key."""
-    return [name_of(k) for k in missing]

@@ -12,7 +12,8 @@ The official files are detectron2 ``torch.save`` dicts with the weights under ``
 The key map is data (:data:`CLIP_RULES`, :data:`HEAD_RULES`, :data:`TOP_RULES`): each rule is
 ``(official regex, ovparts template, operation)``. :func:`convert_catseg_state_dict` is pure; it infers the
 architecture from tensor shapes, reports official keys it did not use and ovparts keys it could not fill,
-and checks every shape.
+and checks every shape. The module declares :data:`CONVERTER`; reading, checking and writing are the shared
+steps of :mod:`ovparts.convert`.
 """
 
 from __future__ import annotations
