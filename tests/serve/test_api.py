@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ovparts.data import coco_rle
 from ovparts.serve import Limits, ServedModel, create_app
-from ovparts.serve import rle as coco_rle
 
 from .conftest import encode
 
