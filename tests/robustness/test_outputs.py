@@ -112,6 +112,7 @@ def test_segment_json_states_the_no_part_value(tmp_path):
     assert Image.open(tmp_path / "out" / "cat.parts.png").mode == "I;16"
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_leaves_no_temp_file(tmp_path):
     """A real ``ovparts segment`` batch, stopped by SIGTERM while it writes: exit 143, no temp file left,
     and every JSON present is a complete or pending record (never a half-written file)."""
