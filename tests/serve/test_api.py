@@ -89,6 +89,7 @@ def test_json_base64_with_coco_rle(client, chelsea, chelsea_jpeg):
         np.testing.assert_array_equal(coco_rle.decode(segment["rle"]), label == segment["id"])
 
 
+@pytest.mark.slow
 def test_benchmark_vocabulary_and_no_label_map(client, chelsea_jpeg):
     from ovparts import Vocabulary
 
