@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
+from ..methods import DEFAULT_MODEL
 from ..segment_outputs import RECORD_KEY as RECORD
 from ..segment_outputs import file_sha256
 from . import build_vocabulary
@@ -23,7 +24,7 @@ from . import build_vocabulary
     help="Use a benchmark's whole vocabulary instead of --vocab.",
 )
 @click.option(
-    "--model", "model_name", default="clipseg", show_default=True, help="Method; see `ovparts models`."
+    "--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Method; see `ovparts models`."
 )
 @click.option(
     "--weights",

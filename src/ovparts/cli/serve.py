@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from ..errors import ConfigError
+from ..methods import DEFAULT_MODEL
 
 
 def _limit(
@@ -29,7 +30,7 @@ def _limit(
     "--model",
     "model_names",
     multiple=True,
-    default=("clipseg",),
+    default=(DEFAULT_MODEL,),
     show_default=True,
     help="Method to load (see `ovparts models`); repeat to offer several on the page and the API.",
 )
