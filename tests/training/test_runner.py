@@ -12,6 +12,7 @@ from ovparts.cli import main
 from ovparts.training import train
 
 
+@pytest.mark.slow
 def test_short_run_logs_checkpoints_and_exports(tiny_recipe, tmp_path):
     recipe = tiny_recipe(
         "trainer.max_steps=4",
@@ -54,6 +55,7 @@ def test_train_command_bad_override_is_one_sentence():
 
 
 @pytest.mark.parametrize("name", [n for n in ovparts.available_models() if n != "clipseg"])
+@pytest.mark.slow
 def test_every_method_runs_a_few_steps_and_exports(tiny_recipe, name):
     """Adding a method needs no change to the engine: its tiny config trains (in bf16 mixed precision, which
     CPUs run too), evaluates and exports."""

@@ -102,7 +102,7 @@ def evaluate_command(
     """Score a model on a benchmark and print seen / unseen / harmonic mIoU."""
     from ..data import load_dataset
     from ..evaluation import evaluate
-    from ..outputs import check_output_dir, check_output_file
+    from ..output_files import check_output_dir, check_output_file
 
     if out is not None:  # a report that cannot be written is refused now, not after the evaluation
         check_output_file(out)

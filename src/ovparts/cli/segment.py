@@ -82,10 +82,10 @@ def segment(
     """
     from tqdm import tqdm
 
-    from ..imageio import load_image, save_png, save_text
+    from ..imageio import load_image
     from ..inference import Segmenter
     from ..models.registry import load_model
-    from ..outputs import check_output_dir, terminate_cleanly
+    from ..output_files import check_output_dir, terminate_cleanly, write_png, write_text
     from ..segment_outputs import make_record, plan_outputs
     from ..validation import check_background_threshold
     from ..visualize import label_png, no_part_value, overlay
@@ -134,11 +134,11 @@ def segment(
             }
             # A pending record first (it claims the two PNGs), the complete one last: its presence and
             # the PNGs' recorded hashes mark an image as finished for --skip-existing.
-            save_text(json_path, json.dumps({RECORD: make_record(target, settings, False)}, indent=2))
-            save_png(parts_path, label_png(result.part_map, len(vocabulary)))
-            save_png(overlay_path, overlay(picture, result.part_map, vocabulary))
+            write_text(json_path, json.dumps({RECORD: make_record(target, settings, False)}, indent=2))
+            write_png(parts_path, label_png(result.part_map, len(vocabulary)))
+            write_png(overlay_path, overlay(picture, result.part_map, vocabulary))
             report[RECORD] = make_record(target, settings, True)
-            save_text(json_path, json.dumps(report, indent=2))
+            write_text(json_path, json.dumps(report, indent=2))
             if len(images) < 2:
                 click.echo(
                     f"Wrote {out / target.stem}.parts.png, .overlay.png and .json "

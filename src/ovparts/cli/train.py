@@ -78,7 +78,7 @@ def train_command(
         click.echo(recipe.to_yaml())
     if dry_run:
         return
-    from ..outputs import check_output_dir
+    from ..output_files import check_output_dir
 
     check_output_dir(recipe.output_dir, "--out")  # before the (long) run, not at its first checkpoint
     try:

@@ -24,7 +24,7 @@ from ..checkpoint_files import TensorSpec
 from ..config_checks import check_config_tree, check_dataclass_values, read_config_file
 from ..errors import CheckpointError, ConfigError, OvpartsError
 from ..hub import checkpoint_specs, load_state_dict, resolve_weights
-from ..imageio import atomic_write
+from ..output_files import atomic_write
 from ..vocabulary import Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
