@@ -11,6 +11,14 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may use the network
 
 
+@pytest.fixture(autouse=True)
+def _ovparts_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own ``$OVPARTS_HOME``: nothing is written to ~/.cache, no test sees another's entries."""
+    home = tmp_path_factory.mktemp("ovparts-home")
+    monkeypatch.setenv("OVPARTS_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def openai_bpe_path():
     """OpenAI's CLIP merges file from the installed open_clip_torch wheel; missing it is a failure, not a skip."""

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..models.base import PartSegModel
+from ..text import disk_cache
 from ..vocabulary import Vocabulary
 
 # The size each method is published at, and its tiny test counterpart (same code, a few layers).
@@ -161,13 +162,14 @@ def _text(name: str, model: Any, vocab: Vocabulary) -> Callable[[], Any]:
 
     def run() -> Any:
         _clear_text_cache(model)
-        if name == "catseg":
-            return model.text_embeddings(vocab.part_texts(model.config.text_style))
-        if name == "partcatseg":
-            return model.text_embeddings(vocab)
-        if name == "partclipseg":
-            return model.conditions(model.layout(vocab))
-        return model.text_conditions(vocab.part_texts(model.config.text_style))
+        with disk_cache.disabled():  # the encoder's cost, not a read of the on-disk text cache
+            if name == "catseg":
+                return model.text_embeddings(vocab.part_texts(model.config.text_style))
+            if name == "partcatseg":
+                return model.text_embeddings(vocab)
+            if name == "partclipseg":
+                return model.conditions(model.layout(vocab))
+            return model.text_conditions(vocab.part_texts(model.config.text_style))
 
     return run
 
