@@ -31,6 +31,24 @@ def main() -> None:
     """
 
 
+def _turn_off_text_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from ..text import disk_cache
+
+        disk_cache.set_enabled(False)
+
+
+def no_text_cache_option(command):  # noqa: ANN001, ANN201 - a click decorator
+    """``--no-text-cache``: encode every vocabulary afresh and write nothing to ``$OVPARTS_HOME/text``."""
+    return click.option(
+        "--no-text-cache",
+        is_flag=True,
+        expose_value=False,
+        callback=_turn_off_text_cache,
+        help="Do not read or write encoded vocabularies on disk ($OVPARTS_HOME/text); same as OVPARTS_TEXT_CACHE=0.",
+    )(command)
+
+
 def build_vocabulary(vocab: str | None, benchmark: str | None):
     from ..vocabulary import Vocabulary
 

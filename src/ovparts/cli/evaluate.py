@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_USER_ERROR
+from . import no_text_cache_option
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -25,6 +26,7 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
 
 
 @click.command("evaluate")
+@no_text_cache_option
 @click.option(
     "--model", "model_name", required=True, help="Model name, e.g. clipseg, catseg, partclipseg, partcatseg."
 )

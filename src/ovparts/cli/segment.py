@@ -11,10 +11,11 @@ import click
 from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
 from ..segment_outputs import RECORD_KEY as RECORD
 from ..segment_outputs import file_sha256
-from . import build_vocabulary
+from . import build_vocabulary, no_text_cache_option
 
 
 @click.command("segment")
+@no_text_cache_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
 @click.option(

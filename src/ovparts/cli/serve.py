@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
+from . import no_text_cache_option
 
 
 @click.command("serve")
+@no_text_cache_option
 @click.option(
     "--model",
     "model_names",
