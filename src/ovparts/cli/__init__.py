@@ -65,6 +65,7 @@ def _register_commands() -> None:
     from .segment import segment
     from .serve import serve
     from .train import COMMANDS as TRAIN_COMMANDS
+    from .weights import weights_group
 
     for command in (
         segment,
@@ -74,6 +75,7 @@ def _register_commands() -> None:
         convert_group,
         *TRAIN_COMMANDS,
         benchmark,
+        weights_group,
     ):
         main.add_command(command)
 

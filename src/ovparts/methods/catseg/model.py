@@ -50,6 +50,7 @@ from ...preprocessing import check_chain, encoder_input
 from ...testing import tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ...text.templates import TEMPLATE_SETS
 from ...vocabulary import Vocabulary
+from .weights import PUBLISHED
 
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0
@@ -761,6 +762,7 @@ register_model(
     CONFIGS,
     default_weights=None,
     description="CAT-Seg (Cho et al., CVPR 2024): cost aggregation over CLIP; CVPR and old releases.",
+    published=PUBLISHED,
 )
 
 __all__ = [

@@ -26,6 +26,7 @@ from ...models.registry import register_model
 from ...testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
 from ...text.templates import TEMPLATE_SETS
 from ...vocabulary import Vocabulary
+from .weights import PUBLISHED
 
 TEXT_KEYS = (
     "vocab_size",
@@ -495,4 +496,5 @@ register_model(
     CONFIGS,
     default_weights="CIDAS/clipseg-rd64-refined",
     description="CLIPSeg rd64-refined (Lüddecke & Ecker, CVPR 2022), the OV-PARTS baseline.",
+    published=PUBLISHED,
 )

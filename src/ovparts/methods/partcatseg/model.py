@@ -71,6 +71,7 @@ from ..catseg.model import (
     _config,
     detectron2_test_chain,
 )
+from .weights import PUBLISHED
 
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
 ABSENT_OBJECT_LOGIT = -100.0
@@ -694,6 +695,7 @@ register_model(
     CONFIGS,
     default_weights=None,
     description="PartCATSeg (Choi et al., 2025): object-aware part cost aggregation on CAT-Seg + DINOv2.",
+    published=PUBLISHED,
 )
 
 __all__ = [

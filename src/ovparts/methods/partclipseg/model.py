@@ -43,6 +43,7 @@ from ..clipseg.model import (
     _architecture_config,
     transposed_convolution_head,
 )
+from .weights import PUBLISHED
 
 # Logit given to objects without parts in `PartLogits.objects`: sigmoid(-1e4) == 0, and unlike -inf it
 # survives bilinear interpolation without NaNs.
@@ -386,4 +387,5 @@ register_model(
     CONFIGS,
     default_weights=None,
     description="PartCLIPSeg (Choi et al., NeurIPS 2024) on CLIPSeg rd64-refined; convert official weights.",
+    published=PUBLISHED,
 )
