@@ -9,6 +9,7 @@ replace one of them; the real ones are used otherwise.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -134,7 +135,14 @@ def _http_download(url: str, dest: Path, timeout: float = 60.0) -> Path:
                     handle.write(block)
                     written += len(block)
                     bar.update(len(block))
-        except OSError as err:  # connection reset mid-body: keep the part
+        except http.client.IncompleteRead as err:  # the server hung up mid-body: keep what came
+            with open(partial, "ab") as handle:
+                handle.write(err.partial)
+            written += len(err.partial)
+            raise DownloadError(
+                f"The download of {url} stopped after {written} bytes; run again to resume."
+            ) from None
+        except (OSError, http.client.HTTPException) as err:  # connection reset mid-body: keep the part
             raise DownloadError(
                 f"The download of {url} stopped after {written} bytes ({_first_line(err)}); run again to resume."
             ) from None
