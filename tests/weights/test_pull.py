@@ -236,3 +236,111 @@ def test_an_existing_folder_wins_over_a_published_name(tmp_path, tiny_clipseg_di
     (tmp_path / "ov-parts-pascal_part_116").symlink_to(tiny_clipseg_dir)
     model = ovparts.load_model("clipseg", weights="ov-parts-pascal_part_116")
     assert model.name == "clipseg"
+
+
+HUB_PULLER = textwrap.dedent(
+    """
+    import sys
+    from ovparts.weights import store
+    from ovparts.weights.catalog import PublishedWeights, Source
+    tokenizer = sys.argv[1]
+    source = Source("hub", "org/catseg-weights", "model_base.pth", repo_type="space")
+    entry = PublishedWeights("catseg", "hub-b", source, "", "", "", "MIT", tokenizer)
+    print(store.ensure(entry))
+    """
+)
+
+
+def test_hub_sources_use_huggingface_hub_against_the_endpoint(
+    server, official_pth, tokenizer_folder, register, monkeypatch, _ovparts_home
+):
+    import os
+
+    hub_path = "/spaces/org/catseg-weights/resolve/main/model_base.pth"
+    server.served.files[hub_path] = official_pth
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": server.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(_ovparts_home / "hf"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", HUB_PULLER, tokenizer_folder], env=env, capture_output=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [m for m, p, _ in server.served.requests if p == hub_path] == ["HEAD", "GET"]
+    entry = register(
+        PublishedWeights(
+            "catseg",
+            "hub-b",
+            Source("hub", "org/catseg-weights", "model_base.pth", repo_type="space"),
+            "",
+            "",
+            "",
+            "MIT",
+            tokenizer_folder,
+        )
+    )
+    assert store.raw_path(entry).read_bytes() == official_pth
+    server.served.files.clear()
+    model = ovparts.load_model("catseg", weights="hub-b")  # HF_HUB_OFFLINE=1 here: from the cache
+    assert model.name == "catseg"
+
+
+def test_weights_cli_list_path_pull_rm(
+    server, official_pth, tokenizer_folder, register, online, _ovparts_home
+):
+    from ovparts.cli import main
+
+    server.served.files[PATH] = official_pth
+    register(entry_for(server, tokenizer_folder))
+    runner = CliRunner()
+    listing = runner.invoke(main, ["weights", "list"])
+    assert listing.exit_code == 0
+    for name in (
+        "catseg:vit-b",
+        "partcatseg:pascal_part_116",
+        "partclipseg:ade20k_part_234",
+        "clipseg:rd64-refined",
+    ):
+        assert name in listing.output
+    assert "1JUJjJQLMKE96H5SLNs4EMm4jiU6fPgRb" in listing.output  # PartCATSeg Pascal's Google Drive id
+    assert runner.invoke(main, ["weights", "path", "catseg:test-b"]).exit_code == 1
+    pulled = runner.invoke(main, ["weights", "pull", "test-b"])
+    assert pulled.exit_code == 0, pulled.output
+    path = runner.invoke(main, ["weights", "path", "test-b"])
+    assert path.exit_code == 0 and pulled.output.rstrip().endswith(path.output.strip())
+    assert "converted" in runner.invoke(main, ["weights", "list", "--model", "catseg"]).output
+    unknown = runner.invoke(main, ["weights", "pull", "no-such-name"])
+    assert unknown.exit_code == 2 and "No published checkpoint" in unknown.output
+    ambiguous = runner.invoke(main, ["weights", "pull", "pascal_part_116"])
+    assert ambiguous.exit_code == 2 and "partcatseg:pascal_part_116" in ambiguous.output
+    removed = runner.invoke(main, ["weights", "rm", "test-b"])
+    assert removed.exit_code == 0 and "Removed" in removed.output
+    assert tree(_ovparts_home) == []
+
+
+def test_segment_takes_a_published_name(
+    server, official_pth, tokenizer_folder, register, online, chelsea_path, tmp_path
+):
+    from ovparts.cli import main
+
+    server.served.files[PATH] = official_pth
+    register(entry_for(server, tokenizer_folder))
+    result = CliRunner().invoke(
+        main,
+        [
+            "segment",
+            str(chelsea_path),
+            "--model",
+            "catseg",
+            "--weights",
+            "test-b",
+            "--vocab",
+            "cat: head, ear",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "chelsea.parts.png").is_file()
