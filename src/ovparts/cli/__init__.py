@@ -60,6 +60,7 @@ def build_vocabulary(vocab: str | None, benchmark: str | None):
 def _register_commands() -> None:
     from .benchmark import benchmark
     from .convert import convert_group
+    from .data_download import data_download
     from .evaluate import COMMANDS as EVALUATE_COMMANDS
     from .models import list_models
     from .segment import segment
@@ -78,6 +79,7 @@ def _register_commands() -> None:
         weights_group,
     ):
         main.add_command(command)
+    main.commands["data"].add_command(data_download)
 
 
 _register_commands()
