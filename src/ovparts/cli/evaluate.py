@@ -31,7 +31,7 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     "--model", "model_name", required=True, help="Model name, e.g. clipseg, catseg, partclipseg, partcatseg."
 )
 @click.option(
-    "--weights", default=None, help="Checkpoint folder or hub id (default: the model's own default)."
+    "--weights", default=None, help="Checkpoint folder, published name (`ovparts weights list`) or hub id."
 )
 @click.option("--config", "model_config", default=None, help="Model config name, e.g. 'tiny' for tests.")
 @click.option(

@@ -28,7 +28,7 @@ from . import build_vocabulary, no_text_cache_option
 )
 @click.option(
     "--weights",
-    help="Checkpoint folder or hub id. Default: the method's published weights (clipseg: CIDAS/clipseg-rd64-refined).",
+    help="Checkpoint folder, published name (`ovparts weights list`, e.g. pascal_part_116) or hub id. Default: clipseg's rd64-refined.",
 )
 @click.option(
     "--config",

@@ -19,7 +19,10 @@ from . import no_text_cache_option
     help="Method to load (see `ovparts models`); repeat to offer several on the page and the API.",
 )
 @click.option(
-    "--weights", "weights_list", multiple=True, help="Checkpoint folder or hub id, one per --model."
+    "--weights",
+    "weights_list",
+    multiple=True,
+    help="Checkpoint folder, published name (`ovparts weights list`) or hub id, one per --model.",
 )
 @click.option(
     "--config",
