@@ -108,13 +108,9 @@ def load_model(
     if weights is None and config is None:
         if not spec.default_weights:
             names = ", ".join(e.name for e in spec.published if not e.unsupported)
-            choice = (
-                f"pass --weights with a published name ({names}) or"
-                if names
-                else "convert the official checkpoint with"
-            )
+            published = f"pass --weights with a published name ({names}), or " if names else ""
             raise WeightsNotFoundError(
-                f"{name} has no default weights; {choice} "
+                f"{name} has no default weights; {published}convert an official checkpoint with "
                 f"`ovparts convert {name} OFFICIAL.pth OUT_DIR` and pass --weights OUT_DIR "
                 "(or --config tiny for a random test model)."
             )
