@@ -3,7 +3,9 @@
 Each run is a fresh `ovparts segment` process on one photo with the whole Pascal-Part-116 vocabulary and the
 published architecture (CLIP ViT-B/16 + DINOv2-S, 80 prompt templates) at random weights. Both processes share
 one new ``$OVPARTS_HOME``: the first encodes the vocabulary (about 14,000 prompts) and writes it to the on-disk
-text cache, the second reads it back. ``--no-cache`` adds a third run with ``OVPARTS_TEXT_CACHE=0``.
+text cache, the second reads it back. ``--no-cache`` adds a third run with ``OVPARTS_TEXT_CACHE=0``. Each run
+reports its wall time and its CPU time (user + system over all threads): on a shared machine the CPU time is
+the figure that does not depend on what else runs.
 
     nice python benchmarks/text_cache_processes.py --config official
     python benchmarks/text_cache_processes.py --device cuda
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,9 +36,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def segment_once(image: Path, out: Path, args: argparse.Namespace, env: dict[str, str]) -> float:
+def segment_once(image: Path, out: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+    """Wall time and CPU time (user + system, all threads) of one `ovparts segment` process."""
     command = [
-        *(args.ovparts.split() if args.ovparts else [sys.executable, "-c", "from ovparts.cli import main; main()"]),
+        *(
+            args.ovparts.split()
+            if args.ovparts
+            else [sys.executable, "-c", "from ovparts.cli import main; main()"]
+        ),
         "segment",
         str(image),
         "--model",
@@ -49,9 +57,13 @@ def segment_once(image: Path, out: Path, args: argparse.Namespace, env: dict[str
         "--out",
         str(out),
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 
 def main() -> None:
@@ -82,12 +94,14 @@ def main() -> None:
             "device": args.device,
             "config": args.config,
             "threads": os.cpu_count(),
-            "first_process_s": segment_once(image, work / "out1", args, env),
-            "second_process_s": segment_once(image, work / "out2", args, env),
+            "load_average_before": os.getloadavg(),
+            "first_process": segment_once(image, work / "out1", args, env),
+            "second_process": segment_once(image, work / "out2", args, env),
+            "load_average_after": os.getloadavg(),
         }
         if args.no_cache:
             off = {**env, "OVPARTS_TEXT_CACHE": "0"}
-            figures["cache_off_s"] = segment_once(image, work / "out3", args, off)
+            figures["cache_off"] = segment_once(image, work / "out3", args, off)
         entries = list((work / "home" / "text").glob("*.safetensors"))
         figures["entries"] = len(entries)
         figures["entry_bytes"] = sum(p.stat().st_size for p in entries)
