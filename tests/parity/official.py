@@ -77,7 +77,7 @@ def convert_clipseg_family(case: OfficialCase, method: str, base: str, tokenizer
     import importlib
 
     converter = importlib.import_module(f"ovparts.methods.{method}.convert")
-    configs = importlib.import_module(f"ovparts.models.{method}").CONFIGS
+    configs = importlib.import_module(f"ovparts.methods.{method}.model").CONFIGS
     config = {**configs[base], "extract_layers": case.info["architecture"]["extract_layers"]}
     conversion = converter.convert_state_dict(converter.read_official_checkpoint(case.checkpoint), config)
     assert not conversion.unconsumed and not conversion.missing, conversion.summary()
