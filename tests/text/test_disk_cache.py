@@ -217,3 +217,13 @@ def test_segment_writes_the_cache_unless_told_not_to(flag, _ovparts_home, chelse
         disk_cache.set_enabled(None)
     assert result.exit_code == 0, result.output
     assert (len(entries(_ovparts_home)) > 0) == (not flag)
+
+
+def test_openai_fp16_embeddings_come_back_bit_for_bit(_ovparts_home):
+    first = fresh_model()
+    expected = encode(first, TEXTS, TEMPLATES, normalize=True, precision="openai_fp16")
+    second = fresh_model(first)
+    got = encode(second, TEXTS, TEMPLATES, normalize=True, precision="openai_fp16")
+    assert second.backbone.text_encoder_calls == 0
+    assert got.dtype == expected.dtype
+    assert torch.equal(got, expected)
