@@ -344,3 +344,16 @@ def test_segment_takes_a_published_name(
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "chelsea.parts.png").is_file()
+
+
+def test_a_missing_tokenizer_is_one_sentence_before_any_download(server, official_pth, register, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = register(entry_for(server, "nobody/no-such-tokenizer"))
+    raw = store.raw_path(entry)
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(official_pth)
+    with pytest.raises(
+        WeightsNotFoundError, match="needs the tokenizer nobody/no-such-tokenizer.*huggingface-cli"
+    ):
+        store.ensure(entry)
+    assert store.cached_path(entry) is None and raw.is_file()  # a hand-placed file is kept

@@ -91,9 +91,10 @@ def ensure(entry: PublishedWeights, force: bool = False) -> Path:
     with _lock(entry):
         if not force and (found := cached_path(entry)) is not None:
             return found  # another process finished it while this one waited
+        tokenizer = _tokenizer_folder(entry)  # small, so first: no large download when it cannot be had
         raw, fresh, digest = _raw_file(entry)
         try:
-            return _convert_into_cache(entry, raw, digest)
+            return _convert_into_cache(entry, raw, digest, tokenizer)
         except OvpartsError as err:
             if fresh:  # a file this call downloaded that does not convert is not kept
                 raw.unlink(missing_ok=True)
@@ -138,6 +139,21 @@ def _raw_file(entry: PublishedWeights) -> tuple[Path, bool, str]:
     return raw, fresh, digest
 
 
+def _tokenizer_folder(entry: PublishedWeights) -> str:
+    """The tokenizer files the converted folder will carry, fetched from the hub like any hub file."""
+    from ..convert.tokenizer import resolve_tokenizer_folder
+
+    try:
+        return resolve_tokenizer_folder(entry.tokenizer)
+    except CheckpointError:
+        where = "downloads are off (HF_HUB_OFFLINE)" if download.offline() else "it could not be downloaded"
+        raise WeightsNotFoundError(
+            f"{entry.qualified} needs the tokenizer {entry.tokenizer}, which is not in the Hugging Face cache and "
+            f"{where}; run `huggingface-cli download {entry.tokenizer} --include '*.json' '*.txt'` on a machine "
+            "with internet and copy its cache folder (HF_HOME) here, then run again."
+        ) from None
+
+
 def _offline_sentence(entry: PublishedWeights, raw: Path) -> str:
     return (
         f"{entry.qualified} is not in the cache and downloads are off (HF_HUB_OFFLINE / OVPARTS_OFFLINE); "
@@ -146,13 +162,13 @@ def _offline_sentence(entry: PublishedWeights, raw: Path) -> str:
     )
 
 
-def _convert_into_cache(entry: PublishedWeights, raw: Path, digest: str) -> Path:
+def _convert_into_cache(entry: PublishedWeights, raw: Path, digest: str, tokenizer: str) -> Path:
     final = converted_dir(entry)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=final.parent))
     try:
         out = staging / "folder"
-        convert_published(entry, raw, out)
+        convert_published(entry, raw, out, tokenizer)
         marker = {
             "entry": {**asdict(entry), "source": asdict(entry.source)},
             "raw_file": raw.name,
