@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_USER_ERROR
+from . import no_text_cache_option
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -25,11 +26,12 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
 
 
 @click.command("evaluate")
+@no_text_cache_option
 @click.option(
     "--model", "model_name", required=True, help="Model name, e.g. clipseg, catseg, partclipseg, partcatseg."
 )
 @click.option(
-    "--weights", default=None, help="Checkpoint folder or hub id (default: the model's own default)."
+    "--weights", default=None, help="Checkpoint folder, published name (`ovparts weights list`) or hub id."
 )
 @click.option("--config", "model_config", default=None, help="Model config name, e.g. 'tiny' for tests.")
 @click.option(

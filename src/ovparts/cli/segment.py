@@ -12,10 +12,11 @@ from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
 from ..methods import DEFAULT_MODEL
 from ..segment_outputs import RECORD_KEY as RECORD
 from ..segment_outputs import file_sha256
-from . import build_vocabulary
+from . import build_vocabulary, no_text_cache_option
 
 
 @click.command("segment")
+@no_text_cache_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
 @click.option(
@@ -28,7 +29,7 @@ from . import build_vocabulary
 )
 @click.option(
     "--weights",
-    help="Checkpoint folder or hub id. Default: the method's published weights (clipseg: CIDAS/clipseg-rd64-refined).",
+    help="Checkpoint folder, published name (`ovparts weights list`, e.g. pascal_part_116) or hub id. Default: clipseg's rd64-refined.",
 )
 @click.option(
     "--config",

@@ -8,6 +8,7 @@ import click
 
 from ..errors import ConfigError
 from ..methods import DEFAULT_MODEL
+from . import no_text_cache_option
 
 
 def _limit(
@@ -26,6 +27,7 @@ def _limit(
 
 
 @click.command("serve")
+@no_text_cache_option
 @click.option(
     "--model",
     "model_names",
@@ -35,7 +37,10 @@ def _limit(
     help="Method to load (see `ovparts models`); repeat to offer several on the page and the API.",
 )
 @click.option(
-    "--weights", "weights_list", multiple=True, help="Checkpoint folder or hub id, one per --model."
+    "--weights",
+    "weights_list",
+    multiple=True,
+    help="Checkpoint folder, published name (`ovparts weights list`) or hub id, one per --model.",
 )
 @click.option(
     "--config",

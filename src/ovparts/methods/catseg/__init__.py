@@ -5,6 +5,7 @@ from .config import CONFIGS
 from .convert import CONVERTER
 from .model import CatSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     CatSeg.name,
@@ -24,4 +25,5 @@ SPEC = register_model(
     peers=PEERS,
     profiled=True,
     converter=CONVERTER,
+    published=PUBLISHED,
 )

@@ -5,6 +5,7 @@ from .config import CONFIGS
 from .convert import CONVERTER
 from .model import PartCatSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     PartCatSeg.name,
@@ -22,4 +23,5 @@ SPEC = register_model(
     peers=PEERS,
     profiled=True,
     converter=CONVERTER,
+    published=PUBLISHED,
 )

@@ -5,6 +5,7 @@ from .config import CONFIGS
 from .convert import CONVERTER
 from .model import PartClipSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     PartClipSeg.name,
@@ -20,4 +21,5 @@ SPEC = register_model(
     sizes={"native": "default", "tiny": "tiny"},
     peers=PEERS,
     converter=CONVERTER,
+    published=PUBLISHED,
 )
