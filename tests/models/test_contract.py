@@ -12,6 +12,7 @@ import ovparts
 from ovparts.inference import Segmenter
 from ovparts.models.base import SegmenterDefaults
 from ovparts.models.registry import model_spec
+from ovparts.text import disk_cache
 from ovparts.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.parse("cat: head, tail; dog: leg")
@@ -33,8 +34,14 @@ def test_the_vocabulary_is_encoded_once_until_the_cache_is_cleared(tiny):
     again = model.encode_vocabulary(VOCAB)
     assert model.backbone.text_encoder_calls == calls  # served from the cache
     model.clear_vocabulary_cache()
-    fresh = model.encode_vocabulary(VOCAB)
+    from_disk = model.encode_vocabulary(VOCAB)
+    assert model.backbone.text_encoder_calls == calls  # the on-disk cache answers a new process's question
+    model.clear_vocabulary_cache()
+    with disk_cache.disabled():
+        fresh = model.encode_vocabulary(VOCAB)
     assert model.backbone.text_encoder_calls > calls  # encoded again from scratch
+    for a, b in zip(_tensors(first), _tensors(from_disk), strict=True):
+        assert torch.equal(a, b)
     for a, b, c in zip(_tensors(first), _tensors(again), _tensors(fresh), strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
 

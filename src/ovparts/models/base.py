@@ -162,7 +162,10 @@ class PartSegModel(nn.Module):
         raise NotImplementedError
 
     def clear_vocabulary_cache(self) -> None:
-        """Forget every cached vocabulary encoding, so the next ``encode_vocabulary`` pays the full cost.
+        """Forget every vocabulary encoding held in memory, as a new process would start.
+
+        The next ``encode_vocabulary`` reads the on-disk text cache where it holds the entry
+        (``ovparts.text.disk_cache``), and pays the full encoder cost inside ``disk_cache.disabled()``.
 
         Clears each submodule that offers ``clear_text_cache()`` (the CLIP backbone's embedding cache)."""
         for module in self.modules():
