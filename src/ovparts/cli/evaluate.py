@@ -14,6 +14,8 @@ from typing import Any
 import click
 
 from ..errors import EXIT_USER_ERROR
+from ..evaluation.rules import BOUNDARY_MODES, PROTOCOLS, RULES
+from ..vocabulary import BENCHMARKS
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -32,9 +34,7 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     "--weights", default=None, help="Checkpoint folder or hub id (default: the model's own default)."
 )
 @click.option("--config", "model_config", default=None, help="Model config name, e.g. 'tiny' for tests.")
-@click.option(
-    "--dataset", required=True, help="pascal_part_116, ade20k_part_234, partimagenet or partimagenet_ood."
-)
+@click.option("--dataset", required=True, help=f"Benchmark: {', '.join(BENCHMARKS)}.")
 @click.option(
     "--root",
     required=True,
@@ -46,21 +46,21 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     "--protocol",
     default="oracle_obj",
     show_default=True,
-    type=click.Choice(["oracle_obj", "pred_all", "pred_obj"]),
+    type=click.Choice(PROTOCOLS),
     help="What the model is told about objects.",
 )
 @click.option(
     "--average",
     default="ovparts",
     show_default=True,
-    type=click.Choice(["ovparts", "ov_parts", "partclipseg", "partcatseg"]),
-    help="Averaging rule; the last three reproduce the official evaluators.",
+    type=click.Choice(tuple(RULES)),
+    help="Averaging rule; all but 'ovparts' reproduce an official evaluator (docs/evaluation.md).",
 )
 @click.option(
     "--boundary",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "none", "per_class", "d2_compat", "both"]),
+    type=click.Choice(BOUNDARY_MODES),
     help="Boundary IoU: per-class (Cheng et al.) and/or PartCLIPSeg's whole-map variant.",
 )
 @click.option(

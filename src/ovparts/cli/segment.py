@@ -11,6 +11,7 @@ import click
 from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
 from ..segment_outputs import RECORD_KEY as RECORD
 from ..segment_outputs import file_sha256
+from ..vocabulary import BENCHMARKS
 from . import build_vocabulary
 
 
@@ -19,7 +20,7 @@ from . import build_vocabulary
 @click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
 @click.option(
     "--benchmark",
-    type=click.Choice(["pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood"]),
+    type=click.Choice(BENCHMARKS),
     help="Use a benchmark's whole vocabulary instead of --vocab.",
 )
 @click.option(

@@ -25,8 +25,8 @@ import numpy as np
 from ..data.records import IGNORE, Region, Sample
 from ..errors import ConfigError, OvpartsError
 from ..vocabulary import Vocabulary
+from .rules import PROTOCOLS
 
-PROTOCOLS = ("oracle_obj", "pred_all", "pred_obj")
 ALIASES = {"oracle": "oracle_obj", "oracle-obj": "oracle_obj", "pred-all": "pred_all", "pred-obj": "pred_obj"}
 
 Segmenter = Callable[..., Any]
