@@ -76,7 +76,9 @@ def test_evaluator_refuses_bad_settings_in_one_sentence():
     vocab = ovparts.Vocabulary.parse("cat: head, tail")
     with pytest.raises(ovparts.OvpartsError, match="averaging rule 'magic'; choose from ovparts"):
         Evaluator(vocab, average="magic")
-    with pytest.raises(ovparts.OvpartsError, match="protocol 'x'; choose from oracle_obj, pred_all, pred_obj"):
+    with pytest.raises(
+        ovparts.OvpartsError, match="protocol 'x'; choose from oracle_obj, pred_all, pred_obj"
+    ):
         Evaluator(vocab, protocol="x")
     with pytest.raises(ovparts.OvpartsError, match="boundary mode"):
         Evaluator(vocab, boundary="edges")

@@ -22,17 +22,19 @@ _LAZY = {
     "ConfusionMatrix": "confusion",
     "block_iou": "confusion",
     "Evaluator": "evaluator",
-    "PROTOCOLS": "rules",
+    "STRATEGIES": "choices",
+    "PROTOCOLS": "choices",
     "canonical_protocol": "protocols",
     "predict": "protocols",
     "Report": "report",
     "write_json_atomic": "report",
-    "BOUNDARY_MODES": "rules",
+    "BOUNDARY_MODES": "choices",
     "RULES": "rules",
     "RuleResult": "rules",
     "apply_rule": "rules",
     "evaluate": "runner",
     "evaluate_rules": "runner",
+    "evaluate_predictions": "runner",
     "seen_ids_for": "runner",
 }
 
@@ -46,6 +48,7 @@ __all__ = [
     "RULES",
     "Report",
     "RuleResult",
+    "STRATEGIES",
     "apply_rule",
     "block_iou",
     "boundary_width",
@@ -53,6 +56,7 @@ __all__ = [
     "class_boundaries",
     "d2_mask_to_boundary",
     "evaluate",
+    "evaluate_predictions",
     "evaluate_rules",
     "predict",
     "seen_ids_for",
@@ -67,12 +71,13 @@ if TYPE_CHECKING:
         class_boundaries,
         d2_mask_to_boundary,
     )
+    from .choices import BOUNDARY_MODES, PROTOCOLS, STRATEGIES
     from .confusion import ConfusionMatrix, block_iou
     from .evaluator import Evaluator
     from .protocols import canonical_protocol, predict
     from .report import Report, write_json_atomic
-    from .rules import BOUNDARY_MODES, PROTOCOLS, RULES, RuleResult, apply_rule
-    from .runner import evaluate, evaluate_rules, seen_ids_for
+    from .rules import RULES, RuleResult, apply_rule
+    from .runner import evaluate, evaluate_predictions, evaluate_rules, seen_ids_for
 
 
 def __getattr__(name: str):

@@ -25,7 +25,7 @@ import numpy as np
 from ..data.records import IGNORE, Region, Sample
 from ..errors import ConfigError, OvpartsError
 from ..vocabulary import Vocabulary
-from .rules import PROTOCOLS
+from .choices import PROTOCOLS
 
 ALIASES = {"oracle": "oracle_obj", "oracle-obj": "oracle_obj", "pred-all": "pred_all", "pred-obj": "pred_obj"}
 

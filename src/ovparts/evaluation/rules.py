@@ -32,10 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-
-PROTOCOLS = ("oracle_obj", "pred_all", "pred_obj")
-"""The protocols (``protocols.py`` says what each tells the model); every rule has a branch for each. The one
-list: the command line, ``canonical_protocol`` and the error messages read it."""
+from .choices import BOUNDARY_MODES
 
 
 @dataclass
@@ -375,11 +372,6 @@ RULES: dict[str, Callable[..., RuleResult]] = {
     "partclipseg": partclipseg,
     "partcatseg": partcatseg,
 }
-
-
-BOUNDARY_MODES = ("auto", "none", "per_class", "d2_compat", "both")
-"""``auto`` follows the rule's own habit: per-class boundary IoU for ``ovparts``, PartCLIPSeg's d2-compatible
-one for ``partclipseg``, none for the other two."""
 
 
 def check_rule(rule: str) -> str:

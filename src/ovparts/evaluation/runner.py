@@ -1,4 +1,8 @@
-"""``ovparts.evaluate``: run a model over a benchmark under a protocol and score it with a named rule."""
+"""``ovparts.evaluate``: run a model over a benchmark under a protocol and score it with a named rule.
+
+Also ``evaluate_predictions``: score the predictions a run saved (``save_predictions=``) under any rule, with
+no model. Both run in one process or, with ``devices`` / ``num_nodes``, on many (``distributed.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..data.io import read_rgb
-from ..data.records import EvalDataset, Sample
+from ..data.records import EvalDataset
 from ..data.registry import load_dataset
-from ..errors import ConfigError, DatasetError, ImageError
+from ..errors import ConfigError
 from ..vocabulary import Vocabulary, benchmark_table
 from .evaluator import Evaluator
-from .predictions import PredictionWriter
-from .protocols import ObjectPredictor, canonical_protocol, predict
+from .loop import EvalRun, ItemSource, random_access, run_local
+from .predictions import PredictionStore, run_digest, saved_run
+from .protocols import ObjectPredictor, canonical_protocol
 from .report import Report
 from .rules import RULES, check_rule
 
@@ -63,6 +65,12 @@ def evaluate(
     save_predictions: str | Path | None = None,
     dilation_ratio: float = 0.02,
     extra_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "ddp",
+    accelerator: str = "auto",
+    num_workers: int | None = None,
 ) -> Report:
     """Score ``model`` on ``dataset`` under ``protocol`` with the averaging rule ``average``.
 
@@ -70,7 +78,14 @@ def evaluate(
     ``segmenter(image, vocab, object_mask=None)`` returning a result with ``part_map`` (and ``object_map`` for
     Pred-Obj). ``dataset`` is a reader (``ovparts.data.load_dataset``) or a benchmark name plus ``root``.
     Bad files are skipped and counted (``strict=True`` raises at the first one). ``trained_on`` names the
-    training benchmark of a cross-dataset run; it redefines seen/unseen by exact part name.
+    training benchmark of a cross-dataset run; it redefines seen/unseen by exact part name. ``limit`` scores
+    the first N images of the split.
+
+    ``save_predictions`` keeps each image's part maps as they are made (``predictions.py``); with ``resume``
+    the images already saved there by the same run settings are read back instead of predicted again, so a
+    killed run continues where it stopped and ends with the same report. ``devices`` x ``num_nodes`` > 1 runs
+    on that many processes (Lightning's ``ddp``; CPU processes talk over gloo) with ``num_workers`` loader
+    processes each (default 0 in one process, 2 per rank otherwise); the report is the same bit for bit.
     """
     protocol = canonical_protocol(protocol)
     check_rule(average)
@@ -91,29 +106,116 @@ def evaluate(
     evaluator.config = run_config(
         dataset, evaluator, trained_on, limit, type(segmenter).__name__, extra_config
     )
-    writer = PredictionWriter(save_predictions) if save_predictions is not None else None
-
-    total = len(dataset) if limit is None else min(len(dataset), limit)
-    bar = _progress(total, progress, f"{dataset.name} {protocol}")
-    try:
-        for sample in dataset:
-            if limit is not None and evaluator.images >= limit:
-                break
-            bar.update(1)
-            image = checked_image(dataset, sample)
-            if image is None:
-                continue
-            try:
-                predictions = predict(protocol, segmenter, image, sample, vocabulary, object_predictor)
-            except ImageError as exc:
-                _skip(dataset, sample.image_path, exc)
-                continue
-            evaluator.process(sample, predictions)
-            if writer is not None:
-                writer.write(sample, predictions)
-    finally:
-        bar.close()
+    store = None
+    if save_predictions is not None:
+        settings = prediction_settings(evaluator, object_predictor)
+        store = PredictionStore(save_predictions, run_digest(settings), evaluator.config)
+    elif resume:
+        raise ConfigError("Resuming needs the folder of the saved predictions (--save-predictions).")
+    source = ItemSource(dataset, protocol, store, reuse=resume)
+    run = EvalRun(source, segmenter, evaluator, object_predictor, dataset.skips)
+    execute(run, limit, progress, devices, num_nodes, strategy, accelerator, num_workers)
     return evaluator.evaluate()
+
+
+def evaluate_predictions(
+    folder: str | Path,
+    average: str = "ovparts",
+    *,
+    dataset: EvalDataset | str | None = None,
+    root: str | Path | None = None,
+    boundary: str | None = "auto",
+    dilation_ratio: float = 0.02,
+    progress: bool = True,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "ddp",
+    accelerator: str = "auto",
+    num_workers: int | None = None,
+) -> Report:
+    """Score the predictions a run saved in ``folder`` with the rule ``average``, without any model.
+
+    The dataset, split, protocol, limit and the rest of the run's settings come from the saved files; only
+    the ground truth is read (``root`` overrides the saved dataset folder, e.g. when it moved). The report
+    equals the one the run would have produced with ``average`` (its ``config`` also names ``folder``).
+    """
+    check_rule(average)
+    config, digest = saved_run(folder)
+    name = config.get("dataset", "")
+    if dataset is None:
+        dataset = open_dataset(name, root if root is not None else config.get("root"), config["split"], False)
+    else:
+        dataset = open_dataset(dataset, root, config["split"], False)
+    if dataset.name != name or dataset.split != config["split"]:
+        raise ConfigError(
+            f"The predictions in {folder} are of {name} [{config['split']}], not {dataset.name} [{dataset.split}]."
+        )
+    dataset.skips.strict = bool(config.get("strict", False))
+    vocabulary = dataset.vocabulary
+    evaluator = Evaluator(
+        vocabulary,
+        config["protocol"],
+        average,
+        seen_ids=seen_ids_for(vocabulary, config.get("trained_on")),
+        boundary=boundary,
+        dilation_ratio=dilation_ratio,
+        dataset=dataset.name,
+        split=dataset.split,
+        skips=dataset.skips,
+    )
+    evaluator.config = {
+        **config,
+        "average": average,
+        "boundary": evaluator.boundary_config(),
+        "from_predictions": str(folder),
+    }
+    source = ItemSource(dataset, evaluator.protocol, PredictionStore(folder, digest, config), reuse=True)
+    run = EvalRun(source, None, evaluator, None, dataset.skips)
+    execute(run, config.get("limit"), progress, devices, num_nodes, strategy, accelerator, num_workers)
+    return evaluator.evaluate()
+
+
+def execute(
+    run: EvalRun,
+    limit: int | None,
+    progress: bool,
+    devices: int,
+    num_nodes: int,
+    strategy: str,
+    accelerator: str,
+    num_workers: int | None,
+) -> None:
+    """Consume the first ``limit`` images of the split in this process or on ``devices`` x ``num_nodes`` ranks."""
+    dataset = run.source.dataset
+    for value, option in ((devices, "devices"), (num_nodes, "num_nodes")):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option} must be a positive whole number, got {value!r}.")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise ConfigError(f"num_workers must be 0 or more, got {num_workers!r}.")
+    indices = range(len(dataset) if limit is None else min(len(dataset), limit))
+    description = f"{dataset.name} {run.evaluator.protocol}"
+    if random_access(dataset):
+        dataset.skips.items = list(dataset.scan_skips)  # as iterating the reader would start
+    if devices * num_nodes == 1:
+        run_local(run, indices, progress, description, 0 if num_workers is None else num_workers)
+        return
+    if not random_access(dataset):
+        raise ConfigError(
+            "Evaluating on several processes needs a dataset with random access (load(index)): a benchmark "
+            "reader from ovparts.data.load_dataset or an InMemoryDataset."
+        )
+    from .distributed import run_distributed
+
+    run_distributed(
+        run,
+        indices,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        accelerator=accelerator,
+        num_workers=2 if num_workers is None else num_workers,
+        progress=progress,
+    )
 
 
 def open_dataset(
@@ -155,46 +257,19 @@ def run_config(
     }
 
 
-def checked_image(dataset: EvalDataset, sample: Sample) -> np.ndarray | None:
-    """The sample's RGB image, or None (skipped and counted) when it has no record, cannot be read, or its
-    size differs from the label maps'."""
-    if not sample.regions:
-        return None
-    try:
-        image = read_rgb(sample.image_path)
-    except DatasetError as exc:
-        _skip(dataset, sample.image_path, exc)
-        return None
-    if image.shape[:2] != sample.size:
-        _skip(
-            dataset,
-            sample.image_path,
-            DatasetError(f"{sample.image_path}: image and label map sizes differ."),
-        )
-        return None
-    return image
+_NOT_DECIDING = ("average", "boundary", "limit", "strict", "root", "trained_on")
 
 
-def _skip(dataset: EvalDataset, path: Path, exc: Exception) -> None:
-    message = str(exc)
-    prefix = f"{path}: "
-    dataset.skips.error(path, message[len(prefix) :] if message.startswith(prefix) else message)
-
-
-class _NullBar:
-    def update(self, _: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool, description: str):
-    if not enabled:
-        return _NullBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="img", leave=False)
+def prediction_settings(evaluator: Evaluator, object_predictor: ObjectPredictor | None) -> dict[str, Any]:
+    """What decides a saved prediction (its digest): not the rule, boundary, limit, strictness, data folder
+    or seen/unseen split."""
+    config = evaluator.config
+    decided = {k: v for k, v in config.items() if k not in _NOT_DECIDING}
+    return {
+        **decided,
+        "vocabulary": run_digest({"names": evaluator.vocabulary.names}),
+        "object_predictor": None if object_predictor is None else type(object_predictor).__name__,
+    }
 
 
 def evaluate_rules(report: Report, rules: Sequence[str] = tuple(RULES)) -> dict[str, dict[str, float]]:
