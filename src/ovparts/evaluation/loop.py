@@ -117,6 +117,7 @@ class EvalRun:
     evaluator: Evaluator
     object_predictor: ObjectPredictor | None = None
     skips: SkipLog = field(default_factory=SkipLog)
+    restrict: bool = True  # Oracle-Obj runs only the present objects' parts where classes are independent
 
     def consume(self, item: Item) -> None:
         """Score one item: its saved prediction, or the segmenter's (saved when the run keeps predictions)."""
@@ -142,7 +143,7 @@ class EvalRun:
         protocol = self.evaluator.protocol
         try:
             predictions = predict(
-                protocol, self.segmenter, item.image, sample, vocabulary, self.object_predictor
+                protocol, self.segmenter, item.image, sample, vocabulary, self.object_predictor, self.restrict
             )
         except ImageError as exc:
             reason = reason_of(path, exc)

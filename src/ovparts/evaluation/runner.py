@@ -71,6 +71,7 @@ def evaluate(
     strategy: str = "ddp",
     accelerator: str = "auto",
     num_workers: int | None = None,
+    restrict_classes: bool = True,
 ) -> Report:
     """Score ``model`` on ``dataset`` under ``protocol`` with the averaging rule ``average``.
 
@@ -86,6 +87,8 @@ def evaluate(
     killed run continues where it stopped and ends with the same report. ``devices`` x ``num_nodes`` > 1 runs
     on that many processes (Lightning's ``ddp``; CPU processes talk over gloo) with ``num_workers`` loader
     processes each (default 0 in one process, 2 per rank otherwise); the report is the same bit for bit.
+    ``restrict_classes=False`` runs the whole vocabulary in Oracle-Obj even where the model's classes are
+    independent (``restriction.py``): the same label maps, more work; for measuring the restriction.
     """
     protocol = canonical_protocol(protocol)
     check_rule(average)
@@ -113,7 +116,7 @@ def evaluate(
     elif resume:
         raise ConfigError("Resuming needs the folder of the saved predictions (--save-predictions).")
     source = ItemSource(dataset, protocol, store, reuse=resume)
-    run = EvalRun(source, segmenter, evaluator, object_predictor, dataset.skips)
+    run = EvalRun(source, segmenter, evaluator, object_predictor, dataset.skips, restrict_classes)
     execute(run, limit, progress, devices, num_nodes, strategy, accelerator, num_workers)
     return evaluator.evaluate()
 

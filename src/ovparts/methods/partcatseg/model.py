@@ -412,6 +412,7 @@ class PartCatSeg(PartSegModel):
 
     name = "partcatseg"
     config_class = PartCatSegConfig
+    independent_classes = False  # CAT-Seg's class attention over parts and objects (docs/partcatseg.md)
 
     def __init__(
         self, config: PartCatSegConfig, tokenizer_folder: str | Path | None = None, load_dino: bool = True
