@@ -116,12 +116,12 @@ def run_distributed(
             f"Distributed evaluation runs on the {' or '.join(STRATEGIES)} strategy (one process per device), "
             f"not {strategy!r}."
         )
-    with _quiet_lightning():
+    with quiet_lightning():
         _validate(run, indices, devices, num_nodes, strategy, accelerator, num_workers, progress)
 
 
 @contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Lightning's set-up chatter (available accelerators, tips, rank registration) is no news to the user."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
