@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 
 import lightning.pytorch as pl
@@ -26,6 +27,11 @@ from ..errors import ConfigError, OvpartsError
 from ..training.data import ShardSampler
 from .choices import STRATEGIES
 from .loop import EvalRun, ItemSet, add_skips, unbatch
+
+LAST_LOOP_SECONDS: list[float] = []
+"""Wall seconds of the last distributed run's scoring loop on this rank, from the start of its shard to the
+end of the final all-reduce (so the slowest rank's time): process launch and model set-up left out. For
+benchmarks (``benchmarks/evaluation_scaling.py``)."""
 
 
 def rank_zero() -> bool:
@@ -57,6 +63,9 @@ class EvaluationModule(pl.LightningModule):
             collate_fn=unbatch,
         )
 
+    def on_validation_epoch_start(self) -> None:
+        self.started = time.perf_counter()
+
     def on_validation_start(self) -> None:
         if self.network is not None and hasattr(self.run.segmenter, "device"):
             self.run.segmenter.device = next(self.network.parameters()).device
@@ -78,6 +87,7 @@ class EvaluationModule(pl.LightningModule):
         evaluator.all_reduce(
             lambda state: self.trainer.strategy.reduce(state.to(self.root_device), reduce_op="sum")
         )
+        LAST_LOOP_SECONDS[:] = [time.perf_counter() - self.started]
         shards: list = [None] * self.trainer.world_size
         dist.all_gather_object(shards, (self.per_item, self.failures))
         per_item = {index: skips for shard_items, _ in shards for index, skips in shard_items.items()}
