@@ -12,7 +12,7 @@ images of ``--size``). Four timings, each after a warm-up image that encodes the
   pays its text encoding) and end to end.
 
 The CPU threads are split evenly between the processes (all of them for one process), so the comparison
-is between ways of using the same machine. Lightning re-runs this script once per extra rank, so the
+is between ways of using the same machine; one process with a rank's share of the threads is timed too. Lightning re-runs this script once per extra rank, so the
 multi-process measurement comes first and the extra ranks stop after it.
 
 ``python benchmarks/evaluation_scaling.py [--images 12] [--devices 2] [--device cpu]``
@@ -111,6 +111,8 @@ def main() -> None:
     print(
         f"{args.devices} processes vs 1 (loop): x{restricted / loop:.2f}; end to end: x{restricted / wall:.2f}"
     )
+    if single_thread is not None:
+        print(f"{args.devices} processes vs 1 with a rank's threads (loop): x{single_thread / loop:.2f}")
 
 
 if __name__ == "__main__":
