@@ -78,7 +78,7 @@ def main() -> None:
 
         def run_ours(texts=texts):
             with torch.inference_mode():
-                ours.backbone._text_cache.clear()  # count text encoding, as the reference does
+                ours.clear_vocabulary_cache()  # count text encoding, as the reference does
                 return ours(pixels, ours.text_conditions(texts)).logits[0]
 
         start = time.perf_counter()

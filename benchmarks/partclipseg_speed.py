@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 from ovparts.benchmarking.measure import PeakMemory
-from ovparts.benchmarking.references import official_partclipseg_forward as official_forward
-from ovparts.benchmarking.references import per_class_partclipseg_forward as per_class_forward
+from ovparts.methods.partclipseg.peers import official_partclipseg_forward as official_forward
+from ovparts.methods.partclipseg.peers import per_class_partclipseg_forward as per_class_forward
 
 VARIANTS = ("ovparts", "official", "per-class loop")
 
@@ -52,7 +52,7 @@ def run_variant(variant: str, threads: int, repeats: int, out_file: str, queue) 
 
     def forward() -> torch.Tensor:
         with torch.inference_mode():
-            model.backbone._text_cache.clear()  # the official code encodes the texts on every forward
+            model.clear_vocabulary_cache()  # the official code encodes the texts on every forward
             conditions = model.conditions(layout)
             if variant == "ovparts":
                 logits = model.predict(pixels, vocab)

@@ -21,7 +21,7 @@ from ovparts.methods.catseg.model import CATSEG_TEMPLATE
 from ovparts.testing import TINY_CLIPSEG, tiny_tokenizer_folder
 from ovparts.text.templates import TEMPLATE_SETS
 
-BENCHMARKS = Path(ovparts.__file__).parent / "benchmarks"
+BENCHMARKS = Path(ovparts.__file__).parent / "data" / "tables"
 CONTEXT = 77
 
 

@@ -2,18 +2,16 @@ import math
 
 import torch
 
-from ovparts.losses import (
-    catseg_bce_loss,
-    clipseg_baseline_loss,
+from ovparts.methods.catseg.losses import catseg_bce_loss
+from ovparts.methods.clipseg.losses import clipseg_baseline_loss
+from ovparts.methods.partcatseg.losses import (
     compositional_loss,
     jensen_shannon,
-    one_hot_targets,
     partcatseg_object_loss,
     partcatseg_part_loss,
     partcatseg_specific_loss,
-    resize_logits,
-    weighted_bce,
 )
+from ovparts.models.losses import one_hot_targets, resize_logits, weighted_bce
 
 
 def bce(logit: float, target: float) -> float:
@@ -76,7 +74,7 @@ def test_catseg_bce_all_ignored_is_finite_when_corrected():
 # ---------------------------------------------------------------------------------------------- PartCLIPSeg
 import pytest  # noqa: E402
 
-from ovparts.losses import (  # noqa: E402
+from ovparts.methods.partclipseg.losses import (  # noqa: E402
     attention_control_losses,
     gaussian_kernel,
     part_attention_map,

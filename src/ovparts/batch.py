@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OvpartsError, VocabularyError
+from .methods import DEFAULT_MODEL
 from .segment_outputs import OUTPUT_SUFFIXES, RECORD_KEY, Target, file_sha256, make_record, plan_outputs
 from .vocabulary import Vocabulary
 
@@ -145,7 +146,7 @@ def segment_batch(
     images: Sequence[str],
     vocabulary: Vocabulary,
     *,
-    model: str = "clipseg",
+    model: str = DEFAULT_MODEL,
     weights: str | None = None,
     config: str | None = None,
     revision: str | None = None,

@@ -237,3 +237,13 @@ def read_config_file(path: Path, what: str, error: type[Exception]) -> Any:
     if limits.nesting_depth(values, depth) > depth:
         raise error(f"The {what} {str(path)!r} nests more than {depth} levels deep.")
     return values
+
+
+def as_json(value: Any) -> Any:
+    """``value`` with every tuple turned into a list, recursively: the form a config has after a JSON round
+    trip, so a saved and reloaded config compares equal to the one it was saved from."""
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    return value

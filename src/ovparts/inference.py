@@ -17,7 +17,7 @@ from PIL import Image
 
 from .errors import VocabularyError
 from .imageio import ImageLike, load_image
-from .models.base import PartLogits, PartSegModel
+from .models.base import PartLogits, PartSegModel, SegmenterDefaults
 from .models.stages import stage
 from .object_masks import load_object_mask
 from .preprocessing import image_tensor, interpolate, normalize, resize_shortest_edge
@@ -110,6 +110,12 @@ class SegmentationResult:
         return rows
 
 
+def segmenter_defaults(model: torch.nn.Module) -> SegmenterDefaults:
+    """The model's declared Segmenter options; a stand-in model outside the contract gets the defaults."""
+    defaults = getattr(model, "segmenter_defaults", None)
+    return defaults if isinstance(defaults, SegmenterDefaults) else SegmenterDefaults()
+
+
 class Segmenter:
     """Runs a model on images with a vocabulary; Pred-All without an object mask, Oracle-Obj with one.
 
@@ -117,12 +123,12 @@ class Segmenter:
     ----------
     background_threshold:
         For models without a background channel: a pixel is background where no part's probability
-        reaches it. Defaults to the model config's value (0.5).
+        reaches it. Defaults to the model's (``model.segmenter_defaults``; 0.5).
     keep_scores:
         Keep the (P, H, W) probabilities in the result; ``None`` keeps them while they stay small.
     sliding_window:
-        A :class:`SlidingWindow`, ``True`` for the model config's (``sliding_canvas``, ``sliding_overlap``),
-        ``False`` for one resized view; ``None`` follows the model config's ``sliding_window`` (CAT-Seg: on).
+        A :class:`SlidingWindow`, ``True`` for the model's (``model.segmenter_defaults``: canvas, overlap,
+        window size), ``False`` for one resized view; ``None`` follows the model's choice (CAT-Seg: on).
     precision:
         ``"fp32"`` (default), ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA): the network runs under autocast
         in that precision; text embeddings and the post-processing stay in fp32.
@@ -152,18 +158,19 @@ class Segmenter:
             from .runtime.compiling import compile_model  # noqa: PLC0415  (imports torch._dynamo)
 
             compile_model(self.model)
-        default = getattr(model.config, "background_threshold", 0.5)
+        defaults = segmenter_defaults(model)
         background_threshold = check_background_threshold(background_threshold)
-        self.background_threshold = default if background_threshold is None else background_threshold
+        self.background_threshold = (
+            defaults.background_threshold if background_threshold is None else background_threshold
+        )
         self.keep_scores = keep_scores
-        config = model.config
         if sliding_window is None:
-            sliding_window = bool(getattr(config, "sliding_window", False))
+            sliding_window = defaults.sliding_window
         if sliding_window is True:
             sliding_window = SlidingWindow(
-                canvas=getattr(config, "sliding_canvas", 640),
-                overlap=getattr(config, "sliding_overlap", 0.333),
-                window=getattr(config, "sliding_window_size", None),
+                canvas=defaults.sliding_canvas,
+                overlap=defaults.sliding_overlap,
+                window=defaults.sliding_window_size,
             )
         self.sliding_window = sliding_window or None
 

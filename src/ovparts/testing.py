@@ -7,94 +7,37 @@ exercise the same loading code as a real download, with no network.
 from __future__ import annotations
 
 import json
-import tempfile
-from functools import lru_cache
 from pathlib import Path
 
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+from .backbones.dino import TINY_DINOV2
+from .methods.clipseg.config import RD64_REFINED, TINY_CLIPSEG, clipseg_hf_config
+from .text.tiny_tokenizer import (
+    BOS,
+    EOS,
+    bytes_to_unicode,
+    tiny_tokenizer_folder,
+    tiny_tokenizer_special_ids,
+    write_tiny_tokenizer,
+    write_tokenizer_config,
+)
 
-# A CLIPSeg small enough for unit tests yet with every structural feature of rd64-refined
-# (patch 16 / 4 = transposed-convolution kernel 4, three extract layers, FiLM at layer 0).
-TINY_CLIPSEG = {
-    "text_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 77,
-    },
-    "vision_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "image_size": 64,
-        "patch_size": 16,
-    },
-    "projection_dim": 32,
-    "extract_layers": [1, 2, 3],
-    "reduce_dim": 16,
-    "decoder_num_attention_heads": 2,
-    "decoder_intermediate_size": 32,
-    "use_complex_transposed_convolution": True,
-}
-
-# The architecture of CIDAS/clipseg-rd64-refined (ViT-B/16, 352 px), for benchmark-size random models.
-RD64_REFINED = {
-    "text_config": {
-        "hidden_size": 512,
-        "intermediate_size": 2048,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 8,
-        "max_position_embeddings": 77,
-        "vocab_size": 49408,
-    },
-    "vision_config": {
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "image_size": 224,
-        "patch_size": 16,
-    },
-    "projection_dim": 512,
-    "extract_layers": [3, 6, 9],
-    "reduce_dim": 64,
-    "decoder_num_attention_heads": 4,
-    "decoder_intermediate_size": 2048,
-    "use_complex_transposed_convolution": True,
-}
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from bytes to printable characters."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def write_tiny_tokenizer(folder: str | Path) -> Path:
-    """A CLIP tokenizer with one token per byte (plus end-of-word forms) and no merges: 514 tokens."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
-    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
-    vocab[BOS] = len(vocab)
-    vocab[EOS] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    _write_tokenizer_config(folder)
-    return folder
-
+__all__ = [
+    "BOS",
+    "EOS",
+    "RD64_REFINED",
+    "TINY_CLIPSEG",
+    "TINY_DINOV2",
+    "TINY_DINO_V1",
+    "clipseg_hf_config",
+    "find_openai_bpe",
+    "tiny_tokenizer_folder",
+    "tiny_tokenizer_special_ids",
+    "tokenizer_special_ids",
+    "write_clip_bpe_tokenizer",
+    "write_clipseg_checkpoint",
+    "write_dino_checkpoint",
+    "write_tiny_tokenizer",
+]
 
 # OpenAI's CLIP BPE merges file, as the open_clip_torch wheel ships it (CI installs that wheel without its
 # dependencies, only for this file and the reference tokenizer beside it; open_clip itself is never imported).
@@ -139,25 +82,13 @@ def write_clip_bpe_tokenizer(folder: str | Path, bpe_gz_path: str | Path) -> Pat
     merges = lines[1 : 1 + OPENAI_BPE_MERGES]
     if len(merges) != OPENAI_BPE_MERGES or any(len(m.split()) != 2 for m in merges):
         raise ValueError(f"{str(bpe_gz_path)!r} is not OpenAI's CLIP merges file.")
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges), BOS, EOS]
     vocab = {token: index for index, token in enumerate(tokens)}
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    _write_tokenizer_config(folder)
+    write_tokenizer_config(folder)
     return folder
-
-
-def _write_tokenizer_config(folder: Path) -> None:
-    config = {
-        "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": 77,
-        "bos_token": BOS,
-        "eos_token": EOS,
-        "unk_token": EOS,
-        "pad_token": EOS,
-    }
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
 def tokenizer_special_ids(folder: str | Path) -> dict[str, int]:
@@ -171,34 +102,6 @@ def tokenizer_special_ids(folder: str | Path) -> dict[str, int]:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-
-
-def tiny_tokenizer_special_ids() -> dict[str, int]:
-    """Token ids the tiny text config must agree on (vocab size and BOS/EOS/PAD)."""
-    size = 2 * 256
-    return {"vocab_size": size + 2, "bos_token_id": size, "eos_token_id": size + 1, "pad_token_id": size + 1}
-
-
-@lru_cache(maxsize=1)
-def tiny_tokenizer_folder() -> Path:
-    """A process-wide temporary folder holding the tiny tokenizer (for randomly initialised models)."""
-    return write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="ovparts-tokenizer-")))
-
-
-def clipseg_hf_config(architecture: dict | None = None, special: dict[str, int] | None = None):
-    """A transformers ``CLIPSegConfig`` for the given architecture dict, with the tokenizer ids ``special``
-    (vocabulary size and BOS / EOS / PAD; the tiny tokenizer's by default)."""
-    from transformers import CLIPSegConfig
-
-    architecture = json.loads(json.dumps(architecture or TINY_CLIPSEG))
-    text = architecture.pop("text_config")
-    special = special or tiny_tokenizer_special_ids()
-    text = (
-        {**special, **text}
-        if "vocab_size" not in text
-        else {**special, **text, "vocab_size": text["vocab_size"]}
-    )
-    return CLIPSegConfig(text_config=text, vision_config=architecture.pop("vision_config"), **architecture)
 
 
 def write_clipseg_checkpoint(
@@ -227,16 +130,6 @@ def write_clipseg_checkpoint(
     return folder
 
 
-# A DINOv2 small enough for unit tests, with every structural feature of dinov2-small (layer scale, CLS,
-# a square position table that must be interpolated to other grids).
-TINY_DINOV2 = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "mlp_ratio": 2,
-    "patch_size": 8,
-    "image_size": 32,
-}
 # DINO v1 (facebook/dino-vitb16's layout, ``ViTModel`` without pooler), tiny.
 TINY_DINO_V1 = {
     "hidden_size": 32,

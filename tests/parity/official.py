@@ -71,13 +71,13 @@ def strided(case: OfficialCase, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def convert_clipseg_family(case: OfficialCase, method: str, base: str, tokenizer: Path, out: Path) -> Path:
-    """The official checkpoint converted as a user would, through ``ovparts.convert.<method>``; the base
+    """The official checkpoint converted as a user would, through ``ovparts.methods.<method>.convert``; the base
     config supplies what shapes cannot tell (attention heads, which CLIP layers feed the decoder), here the
     reduced fixture's layers."""
     import importlib
 
-    converter = importlib.import_module(f"ovparts.convert.{method}")
-    configs = importlib.import_module(f"ovparts.models.{method}").CONFIGS
+    converter = importlib.import_module(f"ovparts.methods.{method}.convert")
+    configs = importlib.import_module(f"ovparts.methods.{method}.config").CONFIGS
     config = {**configs[base], "extract_layers": case.info["architecture"]["extract_layers"]}
     conversion = converter.convert_state_dict(converter.read_official_checkpoint(case.checkpoint), config)
     assert not conversion.unconsumed and not conversion.missing, conversion.summary()

@@ -45,6 +45,10 @@ class ClipBackbone(nn.Module):
         layer = clip.vision_model.encoder.layers[0]
         self._legacy_layers = "causal_attention_mask" in inspect.signature(layer.forward).parameters
 
+    def clear_text_cache(self) -> None:
+        """Forget every cached text embedding (the next vocabulary is encoded from scratch)."""
+        self._text_cache.clear()
+
     # ------------------------------------------------------------------ sizes
     @property
     def patch_size(self) -> int:

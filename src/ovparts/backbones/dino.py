@@ -48,6 +48,16 @@ DINO_VITB16: dict[str, Any] = {
     "image_size": 224,
     "qkv_bias": True,
 }
+# A DINOv2 small enough for unit tests and the "tiny" configs, with every structural feature of
+# dinov2-small (layer scale, CLS, a square position table that must be interpolated to other grids).
+TINY_DINOV2: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "mlp_ratio": 2,
+    "patch_size": 8,
+    "image_size": 32,
+}
 
 
 def build_dino(kind: str, config: dict[str, Any] | None = None, weights: str | None = None) -> nn.Module:
@@ -218,6 +228,7 @@ class DinoGuidance(nn.Module):
 
 __all__ = [
     "DINOV2_SMALL",
+    "TINY_DINOV2",
     "DINO_KINDS",
     "DINO_VITB16",
     "DinoGuidance",

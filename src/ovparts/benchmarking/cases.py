@@ -1,8 +1,10 @@
 """What the benchmark runs per model: the model at a size, a K-class vocabulary, and callables for
 ovparts' forward, its image encoder, its text encoding, and the peer paths it is compared against.
 
-Each case is built for one *variant* (``"ovparts"`` or one of the model's peers in :data:`PEERS`) so that a
-peer needing its own model (transformers' CLIPSeg) is measured in a process holding only that model.
+Every fact about a method (its benchmark sizes, its peers and how to build them) comes from its registry
+entry; here only the contract (``predict``, ``encode_image``, ``encode_vocabulary``) is called. Each case is
+built for one *variant* (``"ovparts"`` or one of the model's peers) so that a peer needing its own model
+(transformers' CLIPSeg) is measured in a process holding only that model.
 """
 
 from __future__ import annotations
@@ -14,39 +16,29 @@ from typing import Any
 import torch
 
 from ..models.base import PartSegModel
+from ..models.registry import BenchmarkPeer, model_spec, model_specs
 from ..vocabulary import Vocabulary
 
-# The size each method is published at, and its tiny test counterpart (same code, a few layers).
-SIZES: dict[str, dict[str, str]] = {
-    "clipseg": {"native": "default", "tiny": "tiny"},
-    "catseg": {"native": "vit-b", "tiny": "tiny"},
-    "partclipseg": {"native": "default", "tiny": "tiny"},
-    "partcatseg": {"native": "default", "tiny": "tiny"},
-}
-MODELS = tuple(SIZES)
-# Every model's peers, the first being the one the issue's speed goals are stated against:
-# - "transformers": transformers' CLIPSeg used as documented (the image repeated and re-encoded per prompt);
-# - "reference": the straightforward path, image re-encoded once per class and the whole cost volume at once;
-# - "official": the official code's batching (image encoded once; PartCLIPSeg repeats the image activations
-#   per class and keeps every attention map; CAT-Seg / PartCATSeg build the whole cost volume at once).
-PEERS: dict[str, dict[str, str]] = {
-    "clipseg": {"transformers": "transformers CLIPSeg (image re-encoded per prompt)"},
-    "catseg": {
-        "reference": "image re-encoded per class, unchunked cost volume",
-        "official": "official: image encoded once, unchunked cost volume",
-    },
-    "partclipseg": {
-        "reference": "image re-encoded per class",
-        "official": "official: image encoded once, activations repeated per class",
-    },
-    "partcatseg": {
-        "reference": "image re-encoded per class, unchunked cost volumes",
-        "official": "official: image encoded once, unchunked cost volumes",
-    },
-}
-# Peers that encode their prompts on every call (the others cache text embeddings, as ovparts does).
-TEXT_PER_CALL = frozenset({"transformers"})
 DEFAULT_CLASSES = (20, 116, 234)
+
+
+def benchmark_models() -> tuple[str, ...]:
+    """Every registered method, in registration order (what ``ovparts benchmark`` measures by default)."""
+    return tuple(model_specs())
+
+
+def benchmark_peers(name: str) -> dict[str, BenchmarkPeer]:
+    """``name``'s peers, variant -> peer; the first is the one the speed goals are stated against."""
+    return dict(model_spec(name).peers)
+
+
+def __getattr__(attribute: str) -> Any:
+    """``MODELS`` and ``PEERS`` (variant descriptions per model), read from the registry when asked for."""
+    if attribute == "MODELS":
+        return benchmark_models()
+    if attribute == "PEERS":
+        return {m: {v: p.description for v, p in benchmark_peers(m).items()} for m in benchmark_models()}
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def benchmark_vocabulary(k: int) -> Vocabulary:
@@ -83,8 +75,22 @@ class Case:
     classes_measured: int | None = None
 
 
-def _clear_text_cache(model: PartSegModel) -> None:
-    model.backbone._text_cache.clear()
+@dataclass(frozen=True)
+class PeerContext:
+    """What a peer's ``build`` gets: ovparts' model at the benchmark size (None for a peer with its own
+    model), the vocabulary, the named config of the size, the device, and the cap on measured classes."""
+
+    model: PartSegModel | None
+    vocab: Vocabulary
+    config: str
+    device: torch.device
+    peer_classes: int | None = None
+
+    def case(self, forward: Callable[[torch.Tensor], Any]) -> Case:
+        """A peer case running ``forward`` on pixels sized for ovparts' model."""
+        if self.model is None:
+            raise ValueError("A peer with its own model must size its case itself.")
+        return Case(self.model, self.vocab, self.model.preprocess.size, forward=forward)
 
 
 def build_case(
@@ -101,94 +107,37 @@ def build_case(
     ``compile`` runs ovparts' model through :func:`ovparts.runtime.compiling.compile_model` (peers stay eager)."""
     from ..models.registry import load_model
 
-    if name not in SIZES:
-        raise ValueError(f"No benchmark case for {name!r}; known: {', '.join(MODELS)}.")
-    config = SIZES[name].get(size, size)
+    spec = model_spec(name)
+    config = spec.sizes.get(size, size)
     vocab = benchmark_vocabulary(k)
-    if variant != "ovparts" and variant not in PEERS[name]:
-        raise ValueError(f"{name} has no peer {variant!r}; its peers: {', '.join(PEERS[name])}.")
-    if variant == "transformers":
-        return _transformers_clipseg_case(config, vocab, device, peer_classes)
+    peer = spec.peers.get(variant)
+    if variant != "ovparts" and peer is None:
+        raise ValueError(f"{name} has no peer {variant!r}; its peers: {', '.join(spec.peers)}.")
+    if peer is not None and peer.own_model:
+        return peer.build(PeerContext(None, vocab, config, device, peer_classes))
     torch.manual_seed(0)
     model = load_model(name, config=config, device=str(device))
-    image_size = model.preprocess.size
-    if variant == "ovparts":
-        if compile:
-            from ..runtime.compiling import compile_model
+    if peer is not None:
+        return peer.build(PeerContext(model, vocab, config, device, peer_classes))
+    if compile:
+        from ..runtime.compiling import compile_model
 
-            compile_model(model)
-        return Case(
-            model,
-            vocab,
-            image_size,
-            forward=lambda pixels: model.predict(pixels, vocab),
-            encoder=_encoder(name, model),
-            text=_text(name, model, vocab),
-        )
-    return Case(model, vocab, image_size, forward=_peer_forward(name, variant, model, vocab))
-
-
-def _peer_forward(name: str, variant: str, model: Any, vocab: Vocabulary) -> Callable[[torch.Tensor], Any]:
-    """The peer's per-image call; text embeddings are computed here once, as every peer caches them."""
-    from .references import (
-        encode_image_per_class,
-        official_partclipseg_forward,
-        per_class_partclipseg_forward,
+        compile_model(model)
+    return Case(
+        model,
+        vocab,
+        model.preprocess.size,
+        forward=lambda pixels: model.predict(pixels, vocab),
+        encoder=model.encode_image,
+        text=_text(model, vocab),
     )
 
-    if name == "partclipseg":
-        layout = model.layout(vocab)
-        conditions = model.conditions(layout)
-        if variant == "official":
-            return lambda pixels: official_partclipseg_forward(model, pixels, conditions, layout)
-        return lambda pixels: per_class_partclipseg_forward(model, pixels, conditions, layout)
-    if variant == "reference":
-        encode_image_per_class(model, len(vocab))
-    if name == "partcatseg":
-        return lambda pixels: model(pixels, vocab, class_chunk=0)
-    texts = model.text_embeddings(vocab.part_texts(model.config.text_style))
-    return lambda pixels: model(pixels, texts, class_chunk=0)
 
-
-def _encoder(name: str, model: Any) -> Callable[[torch.Tensor], Any]:
-    if name in ("catseg", "partcatseg"):
-        return model.image_features
-    return model.activations
-
-
-def _text(name: str, model: Any, vocab: Vocabulary) -> Callable[[], Any]:
+def _text(model: PartSegModel, vocab: Vocabulary) -> Callable[[], Any]:
     """Encoding the vocabulary from scratch: what the first call with a new vocabulary pays once."""
 
     def run() -> Any:
-        _clear_text_cache(model)
-        if name == "catseg":
-            return model.text_embeddings(vocab.part_texts(model.config.text_style))
-        if name == "partcatseg":
-            return model.text_embeddings(vocab)
-        if name == "partclipseg":
-            return model.conditions(model.layout(vocab))
-        return model.text_conditions(vocab.part_texts(model.config.text_style))
+        model.clear_vocabulary_cache()
+        return model.encode_vocabulary(vocab)
 
     return run
-
-
-def _transformers_clipseg_case(
-    config: str, vocab: Vocabulary, device: torch.device, peer_classes: int | None
-) -> Case:
-    from ..testing import RD64_REFINED, TINY_CLIPSEG
-    from .references import transformers_clipseg
-
-    architecture = TINY_CLIPSEG if config == "tiny" else RD64_REFINED
-    side = 64 if config == "tiny" else 352
-    torch.manual_seed(0)
-    run = transformers_clipseg(architecture, device)
-    prompts = vocab.part_texts()
-    measured = len(prompts) if not peer_classes else min(peer_classes, len(prompts))
-    return Case(
-        None,
-        vocab,
-        (side, side),
-        forward=lambda pixels: run(pixels, prompts[:measured]),
-        scale=len(prompts) / measured,
-        classes_measured=measured,
-    )

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..models.stages import OTHER, StageProfile
 from ..runtime.precision import PRECISIONS, check_precision
-from .cases import SIZES, benchmark_vocabulary
+from .cases import benchmark_vocabulary
 from .measure import load_average, matmul_rate
 
 STAGES = (
@@ -31,7 +31,20 @@ STAGES = (
     "label assignment",
     OTHER,
 )
-PROFILED_MODELS = ("catseg", "partcatseg")
+
+
+def profiled_models() -> tuple[str, ...]:
+    """The methods whose registry entry says their prediction is split into stages (``profiled``)."""
+    from ..models.registry import model_specs
+
+    return tuple(name for name, spec in model_specs().items() if spec.profiled)
+
+
+def __getattr__(attribute: str) -> object:
+    """``PROFILED_MODELS``, read from the registry when asked for."""
+    if attribute == "PROFILED_MODELS":
+        return profiled_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def profile_model(
@@ -47,14 +60,15 @@ def profile_model(
     Returns ``{"model", "k", "precision", "total_s", "matmul_flop_rate", "load_average", "stages": [...]}``
     with a row per stage of :data:`STAGES` (``seconds`` the median over ``repeats`` runs)."""
     from ..inference import Segmenter
-    from ..models.registry import load_model
+    from ..models.registry import load_model, model_spec
 
-    if name not in PROFILED_MODELS:
-        raise ValueError(f"The per-stage profile covers {', '.join(PROFILED_MODELS)}, not {name!r}.")
+    covered = profiled_models()
+    if name not in covered:
+        raise ValueError(f"The per-stage profile covers {', '.join(covered)}, not {name!r}.")
     device = torch.device(device)
     check_precision(precision, device)
     torch.manual_seed(0)
-    model = load_model(name, config=SIZES[name].get(size, size), device=str(device))
+    model = load_model(name, config=model_spec(name).sizes.get(size, size), device=str(device))
     vocab = benchmark_vocabulary(k)
     segmenter = Segmenter(model, device=device, sliding_window=False, keep_scores=False, precision=precision)
     side = model.preprocess.size

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from ..runtime.precision import PRECISIONS, autocast, check_precision, describe_precision_support
-from .cases import DEFAULT_CLASSES, MODELS, PEERS, TEXT_PER_CALL, build_case
+from .cases import DEFAULT_CLASSES, benchmark_models, benchmark_peers, build_case
 from .measure import PeakMemory, count_flops, load_average, matmul_rate, max_rss_bytes, median_seconds
 
 
@@ -203,7 +203,7 @@ def _serve(setting: Setting) -> None:
 
 @dataclass
 class BenchmarkOptions:
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = field(default_factory=benchmark_models)
     classes: tuple[int, ...] = DEFAULT_CLASSES
     size: str = "native"
     device: str = "cpu"
@@ -212,7 +212,7 @@ class BenchmarkOptions:
     precision: str = "fp32"
     peers: bool = True
     peer_at: tuple[int, ...] | None = None  # the K values at which peers run (None: every K)
-    peer_classes: int | None = None  # cap on the prompts transformers' CLIPSeg runs (then scaled to K)
+    peer_classes: int | None = None  # cap on the prompts a per-prompt peer runs (then scaled to K)
     isolate: bool = True
     threads: int | None = None
     compile: bool = False
@@ -258,7 +258,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 compile=options.compile,
             )
             with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
-            variants = ["ovparts", *(PEERS[model] if with_peers else ())]
+            variants = ["ovparts", *(benchmark_peers(model) if with_peers else ())]
             settings = {
                 v: replace(base, variant=v, encoder=base.encoder and v == "ovparts") for v in variants
             }
@@ -318,11 +318,12 @@ def _compare(model: str, variant: str, peer: dict, row: dict, options: Benchmark
     text encoding), the median of the round-by-round ratios, and forward memory."""
     rounds = [p / o for p, o in zip(peer["times_s"], row["times_s"], strict=True)]
     # A peer that caches its text embeddings pays the same one-time text encoding as ovparts (same encoder,
-    # same prompts); transformers' CLIPSeg encodes its prompts inside every call, already in its latency.
+    # same prompts); a ``text_per_call`` peer encodes its prompts inside every call, already in its latency.
     text = row.get("text_s", 0.0)
-    peer_text = 0.0 if variant in TEXT_PER_CALL else text
+    described = benchmark_peers(model)[variant]
+    peer_text = 0.0 if described.text_per_call else text
     peer.update(
-        name=PEERS[model][variant],
+        name=described.description,
         speedup=peer["latency_s"] / row["latency_s"],
         speedup_rounds=statistics.median(rounds),
         speedup_incl_text=(peer["latency_s"] + peer_text) / (row["latency_s"] + text),

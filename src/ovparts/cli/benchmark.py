@@ -87,8 +87,8 @@ def benchmark(
     its time, FLOPs and fraction of a matmul's FLOP rate measured in the same process."""
     from ..benchmarking import (
         DEFAULT_CLASSES,
-        MODELS,
         BenchmarkOptions,
+        benchmark_models,
         format_markdown,
         format_table,
         run_benchmark,
@@ -102,9 +102,10 @@ def benchmark(
     for path, option in ((json_path, "--json"), (markdown_path, "--markdown")):
         if path:  # refused now, not after minutes of measuring
             check_output_file(path, option)
-    unknown = [m for m in models if m not in MODELS]
+    known = benchmark_models()
+    unknown = [m for m in models if m not in known]
     if unknown:
-        raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(MODELS)}.")
+        raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(known)}.")
     if any(k < 1 for k in classes) or repeats < 1 or batch < 1:
         raise ConfigError("--classes, --repeats and --batch must be positive.")
     if profile:
@@ -112,7 +113,7 @@ def benchmark(
         _write_profiles(profiles, json_path, markdown_path)
         return
     options = BenchmarkOptions(
-        models=models or MODELS,
+        models=models or known,
         classes=classes or DEFAULT_CLASSES,
         size=size,
         device=device,
@@ -149,20 +150,21 @@ def _profile(
     """Print a per-stage table per (model, K); returns them for --json / --markdown."""
     import torch
 
-    from ..benchmarking.profile import PROFILED_MODELS, format_profile, profile_model
+    from ..benchmarking.profile import format_profile, profile_model, profiled_models
     from ..errors import ConfigError
     from ..runtime.precision import describe_precision_support
 
-    other = [m for m in models if m not in PROFILED_MODELS]
+    covered = profiled_models()
+    other = [m for m in models if m not in covered]
     if other:
         raise ConfigError(
-            f"--profile covers {' and '.join(PROFILED_MODELS)} (the cost-aggregation heads), not {other[0]!r}."
+            f"--profile covers {' and '.join(covered)} (the cost-aggregation heads), not {other[0]!r}."
         )
     if threads:
         torch.set_num_threads(threads)
     click.echo(describe_precision_support(device, precision))
     profiles = []
-    for model in models or PROFILED_MODELS:
+    for model in models or covered:
         for k in classes:
             result = profile_model(model, size, k, device, repeats, precision)
             profiles.append(result)

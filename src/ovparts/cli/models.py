@@ -7,12 +7,13 @@ import click
 
 @click.command("models")
 def list_models() -> None:
-    """List the available methods and their named configs."""
+    """List the available methods, their named configs (what each one is) and weights."""
     from ..models.registry import available_models, model_spec
 
     for name in available_models():
         spec = model_spec(name)
         weights = spec.default_weights or "none published (train or convert)"
-        click.echo(
-            f"{name:14s} {spec.description}\n{'':14s} configs: {', '.join(spec.configs)}; weights: {weights}"
-        )
+        click.echo(f"{name:14s} {spec.description}\n{'':14s} weights: {weights}")
+        for config in spec.configs:
+            note = spec.config_notes.get(config, "")
+            click.echo(f"{'':14s} config {config}" + (f": {note}" if note else ""))

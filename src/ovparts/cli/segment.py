@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import EXIT_USER_ERROR
+from ..methods import DEFAULT_MODEL
 from ..vocabulary import BENCHMARKS
 from . import build_vocabulary, rank_zero
 
@@ -20,7 +21,7 @@ from . import build_vocabulary, rank_zero
     help="Use a benchmark's whole vocabulary instead of --vocab.",
 )
 @click.option(
-    "--model", "model_name", default="clipseg", show_default=True, help="Method; see `ovparts models`."
+    "--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Method; see `ovparts models`."
 )
 @click.option(
     "--weights",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
+from ..methods import DEFAULT_MODEL
 
 
 @click.command("serve")
@@ -12,7 +13,7 @@ from ..errors import ConfigError
     "--model",
     "model_names",
     multiple=True,
-    default=("clipseg",),
+    default=(DEFAULT_MODEL,),
     show_default=True,
     help="Method to load (see `ovparts models`); repeat to offer several on the page and the API.",
 )

@@ -108,7 +108,7 @@ def for_shape_check(config: dict) -> dict:
     Its ids are the tiny tokenizer's, so building on the meta device passes the load-time id check; nothing
     built from this config is ever saved.
     """
-    from ..testing import tiny_tokenizer_special_ids  # noqa: PLC0415
+    from ..text.tiny_tokenizer import tiny_tokenizer_special_ids  # noqa: PLC0415
 
     ids = {k: v for k, v in tiny_tokenizer_special_ids().items() if k in SPECIAL_ID_FIELDS}
     return {**config, "tokenizer": "tiny", "text_config": {**config["text_config"], **ids}}

@@ -1,1 +1,2 @@
-"""Segmentation methods (one module per method) and the shared blocks they are built from."""
+"""Shared model machinery: the contract (base.py), the registry, shared losses and blocks; methods live in
+``ovparts.methods``."""

@@ -63,6 +63,24 @@ class Preprocess:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class SegmenterDefaults:
+    """The Segmenter options a model chooses for its users (each one a Segmenter argument can override).
+
+    ``background_threshold``: without a background channel, a pixel is background where no part's
+    probability reaches it. ``sliding_window``: whether the Segmenter runs the sliding-window evaluation by
+    default: the image interpolated to ``sliding_canvas`` squared, covered by windows of
+    ``sliding_window_size`` (None: the model's input size) overlapping by ``sliding_overlap``, plus a global
+    view (CAT-Seg's official evaluation). The serving budget reads the same fields to bound the work per image.
+    """
+
+    background_threshold: float = 0.5
+    sliding_window: bool = False
+    sliding_canvas: int = 640
+    sliding_overlap: float = 0.333
+    sliding_window_size: int | None = None
+
+
 @dataclass
 class PartLogits:
     """Per-class logits at network resolution.
@@ -112,7 +130,12 @@ class ModelConfig:
 
 
 class PartSegModel(nn.Module):
-    """Base class: subclasses set ``name``, ``config_class`` and implement ``predict`` and ``preprocess``."""
+    """Base class of every method: what the Segmenter, the trainer, the benchmark and the server call.
+
+    Subclasses set ``name`` and ``config_class`` and implement ``preprocess``, ``predict``,
+    ``encode_image``, ``encode_vocabulary`` and ``training_loss``; ``segmenter_defaults`` and
+    ``compile_targets`` have defaults. Nothing outside the method's folder reaches past this contract.
+    """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
@@ -130,7 +153,41 @@ class PartSegModel(nn.Module):
         raise NotImplementedError
 
     def predict(self, pixel_values: torch.Tensor, vocab: Vocabulary) -> PartLogits:
+        """Logits of ``vocab`` for a batch of pre-processed images (``preprocess`` says how to prepare them)."""
         raise NotImplementedError
+
+    def encode_image(self, pixel_values: torch.Tensor) -> Any:
+        """The per-image encoder work ``predict`` starts with (what benchmarks time as the image cost)."""
+        raise NotImplementedError
+
+    def encode_vocabulary(self, vocab: Vocabulary) -> Any:
+        """The text side of ``predict`` for ``vocab``, cached per vocabulary (what the text-cost figures count)."""
+        raise NotImplementedError
+
+    def clear_vocabulary_cache(self) -> None:
+        """Forget every cached vocabulary encoding, so the next ``encode_vocabulary`` pays the full cost.
+
+        Clears each submodule that offers ``clear_text_cache()`` (the CLIP backbone's embedding cache)."""
+        for module in self.modules():
+            clear = getattr(module, "clear_text_cache", None)
+            if module is not self and callable(clear):
+                clear()
+
+    def training_loss(
+        self, batch: dict[str, torch.Tensor], vocab: Vocabulary, ignore_index: int, **options: Any
+    ) -> dict[str, torch.Tensor]:
+        """The method's training loss for one batch: named scalar terms, the optimised sum under ``"total"``.
+
+        ``batch`` holds ``pixel_values`` (B, 3, H, W) normalised as ``preprocess`` says, ``part_labels`` and
+        ``object_labels`` (B, H, W) ids into ``vocab.parts`` / ``vocab.objects`` with ``ignore_index`` where
+        unlabelled. ``options`` are the recipe's ``model.loss_options``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no training loss.")
+
+    @property
+    def segmenter_defaults(self) -> SegmenterDefaults:
+        """The Segmenter options this model asks for by default (threshold, sliding window)."""
+        return SegmenterDefaults()
 
     @property
     def device(self) -> torch.device:

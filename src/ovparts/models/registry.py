@@ -1,33 +1,78 @@
-"""Model names -> classes and named configs (timm-style), and the one factory users call: `load_model`."""
+"""The registry of methods, the single source of truth about them (timm-style), and `load_model`.
+
+Each method's folder (``ovparts/methods/<name>/``) registers one :class:`ModelSpec` in its ``__init__.py``:
+its class, named configs, weights, converter, benchmark sizes and peers. The CLI, the trainer, the benchmark
+and the server read it and name no method themselves.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from ..config_checks import read_config_file
 from ..errors import ConfigError, UnknownModelError, WeightsNotFoundError
+from ..methods import BUILTIN_METHODS, DEFAULT_MODEL
 from ..validation import check_device
 from .base import PartSegModel
 
-# Modules that register built-in models when imported; a new method adds its module here.
-BUILTIN_MODULES = (
-    "ovparts.methods.clipseg.model",
-    "ovparts.methods.catseg.model",
-    "ovparts.methods.partclipseg.model",
-    "ovparts.methods.partcatseg.model",
-)
+__all__ = [
+    "BUILTIN_METHODS",
+    "DEFAULT_MODEL",
+    "BenchmarkPeer",
+    "ModelSpec",
+    "available_models",
+    "load_model",
+    "model_spec",
+    "model_specs",
+    "register_model",
+    "resolve_config",
+]
+
+
+@dataclass(frozen=True)
+class BenchmarkPeer:
+    """Another way of computing a method's logits that ``ovparts benchmark`` times against ovparts'.
+
+    ``build(context)`` returns the benchmark case (``ovparts.benchmarking.cases.Case``) for one
+    ``ovparts.benchmarking.cases.PeerContext``: the ovparts model at the benchmark size (None when
+    ``own_model``: the peer builds its own, e.g. transformers' CLIPSeg, so the process holds only that),
+    the vocabulary, the named config, the device and the cap on measured classes. ``text_per_call``: the peer
+    encodes its prompts inside every call (its latency already holds the text cost ovparts pays once).
+    """
+
+    description: str
+    build: Callable[[Any], Any]
+    own_model: bool = False
+    text_per_call: bool = False
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One method's registry entry: everything a command needs to know about it, in one place.
+
+    ``configs``: named configs (each a dict of config values; "default" required), ``config_notes`` says
+    what each named config is. ``default_weights``: what ``load_model(name)`` loads with no weights or
+    config. ``sizes``: the named configs the benchmark runs for "native" (the published architecture) and
+    "tiny". ``peers``: variant name -> :class:`BenchmarkPeer`. ``profiled``: whether ``benchmark --profile``
+    splits a prediction into stages (the model marks them with ``ovparts.models.stages``). ``converter``:
+    the method's official-checkpoint converter (None: none). ``published``: the published weights.
+    """
+
     cls: type[PartSegModel]
     configs: dict[str, dict[str, Any]]
     default_weights: str | None
     description: str
+    config_notes: Mapping[str, str] = field(default_factory=dict)
+    sizes: Mapping[str, str] = field(default_factory=dict)
+    peers: Mapping[str, BenchmarkPeer] = field(default_factory=dict)
+    profiled: bool = False
+    converter: Any = None
+    published: tuple[Any, ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -39,21 +84,39 @@ def register_model(
     configs: dict[str, dict[str, Any]],
     default_weights: str | None = None,
     description: str = "",
-) -> None:
+    **details: Any,
+) -> ModelSpec:
+    """Register a method under ``name`` (its ``cls.name``); ``details`` are the other :class:`ModelSpec`
+    fields (config notes, benchmark sizes and peers, converter, published weights)."""
     if "default" not in configs:
         raise ValueError(f"Model {name!r} must register a 'default' config.")
-    _REGISTRY[name] = ModelSpec(cls, configs, default_weights, description)
+    if "sizes" not in details:  # the usual names: "default" is the published size, "tiny" the test one
+        details["sizes"] = {"native": "default", **({"tiny": "tiny"} if "tiny" in configs else {})}
+    spec = ModelSpec(cls, configs, default_weights, description, **details)
+    if spec.converter is not None and spec.converter.method != name:
+        raise ValueError(f"Model {name!r} registers the converter of {spec.converter.method!r}.")
+    missing = sorted(set(spec.sizes.values()) - set(configs))
+    if missing:
+        raise ValueError(f"Model {name!r} names the benchmark size config {missing[0]!r}, which it lacks.")
+    _REGISTRY[name] = spec
+    return spec
 
 
 def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        import_module(module)
+    for package in BUILTIN_METHODS:
+        import_module(package)
 
 
 def available_models() -> list[str]:
     """Names accepted by `load_model` and `--model`."""
     _load_builtins()
     return sorted(_REGISTRY)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every registered method's entry, in registration order (built-ins first, as listed)."""
+    _load_builtins()
+    return dict(_REGISTRY)
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inference import UPSAMPLE_CHUNK, window_starts
+from ..inference import UPSAMPLE_CHUNK, segmenter_defaults, window_starts
 from ..models.base import PartSegModel
 from .limits import Limits, TooLarge
 
@@ -58,11 +58,11 @@ def model_pixels(model: PartSegModel) -> int:
     """Network-input pixels one image costs the model: its input size, or for sliding-window inference
     (CAT-Seg) every window, the global view, and the canvas the windows are folded back onto."""
     height, width = model.preprocess.size
-    config = model.config
-    if not getattr(config, "sliding_window", False):
+    defaults = segmenter_defaults(model)
+    if not defaults.sliding_window:
         return height * width
-    canvas = int(getattr(config, "sliding_canvas", 640))
-    overlap = float(getattr(config, "sliding_overlap", 0.333))
+    canvas = int(defaults.sliding_canvas)
+    overlap = float(defaults.sliding_overlap)
     windows = len(window_starts(canvas, height, overlap)) * len(window_starts(canvas, width, overlap))
     return (windows + 1) * height * width + canvas * canvas
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config_checks import check_dataclass_values
 from ..errors import ConfigError
+from ..methods import DEFAULT_MODEL
 
 # The shipped recipes: one YAML per published run, their shared values in ``base/``. A regular install (wheel,
 # editable, checkout on PYTHONPATH) unpacks the package on disk, so this is a real folder that ``base:``
@@ -29,7 +30,7 @@ RECIPE_DIR = Path(str(resources.files("ovparts") / "recipes"))
 class ModelSection:
     """Which model to train and which of its parameters move."""
 
-    name: str = "clipseg"
+    name: str = DEFAULT_MODEL
     weights: str | None = None  # checkpoint folder or hub id to start from; None = random init
     config: Any = None  # named config ("tiny") or a dict of options (overrides when weights are given)
     scope: Any = "model"  # trainable scope: a preset name or a list of name substrings (see scopes.py)

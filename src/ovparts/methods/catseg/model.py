@@ -11,7 +11,6 @@ guidance maps) and can be built from :class:`CatSegHeadConfig` alone, without an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ...backbones.clip_dense import apply_finetune
-from ...backbones.openai_fp16_text import check_text_precision
-from ...backbones.resnet import ResNet, ResNetConfig, renormalize
-from ...errors import CheckpointError, ConfigError
-from ...losses import catseg_bce_loss
-from ...models.base import (
-    CLIP_MEAN,
-    CLIP_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ModelConfig,
-    PartLogits,
-    PartSegModel,
-    Preprocess,
-)
+from ...backbones.resnet import ResNet, renormalize
+from ...errors import ConfigError
+from ...models.base import PartLogits, Preprocess, SegmenterDefaults
 from ...models.chunking import resolve_class_chunk
+from ...models.clip_text import ClipTextModel, clip_backbone
 from ...models.cost_aggregation import (
     ClassAggregation,
     CostEmbedding,
@@ -44,85 +32,14 @@ from ...models.cost_aggregation import (
     cosine_cost,
     map_classes,
 )
-from ...models.registry import register_model
 from ...models.stages import stage
-from ...preprocessing import check_chain, encoder_input
-from ...testing import tiny_tokenizer_folder, tiny_tokenizer_special_ids
-from ...text.templates import TEMPLATE_SETS
+from ...preprocessing import encoder_input
 from ...vocabulary import Vocabulary
+from .config import CATSEG_TEMPLATE, CONFIGS, CatSegConfig, CatSegHeadConfig
+from .losses import catseg_bce_loss
 
 # Logit given to classes that the top-k class selection dropped (official value).
 DROPPED_CLASS_LOGIT = -100.0
-
-# The CVPR configs' PROMPT_ENSEMBLE_TYPE "single"; the old version uses the 80 ImageNet templates.
-CATSEG_TEMPLATE = "A photo of a {} in the scene"
-
-
-@dataclass
-class CatSegHeadConfig:
-    """Sizes of the CAT-Seg aggregator. Defaults are the CVPR ViT-B/16 checkpoint (``configs/vitb_384.yaml``).
-
-    Attributes
-    ----------
-    text_dim, appearance_dim:
-        Width of the text embeddings and of the appearance guidance (CLIP projection width for the CVPR
-        version; 1024 for the old version's ResNet-101 res4).
-    decoder_guidance_dims:
-        Channels of the two decoder guidance maps (at 2x and 4x the grid), projected to
-        ``decoder_guidance_proj_dims`` before concatenation.
-    prompts:
-        Number of prompt templates P: the cost volume has P channels per class (1 CVPR, 80 old).
-    pooling_train, pooling_eval:
-        Average pooling before class aggregation. The official training uses (2, 2) and evaluation (1, 1).
-    pad_len:
-        Fixed class-sequence length for class aggregation (CVPR: 256, old: 0 = off). Shorter vocabularies
-        are padded with a learnt token; longer ones keep the ``pad_len`` classes with the highest raw cost
-        and give the others a logit of -100.
-    class_chunk:
-        Default number of classes processed together by the per-class blocks (0 = all). Only memory
-        changes, never the result.
-    attention:
-        Class-aggregation attention: ``"linear"`` (CAT-Seg) or ``"query"`` (PartCATSeg's override).
-    """
-
-    text_dim: int = 512
-    text_guidance_dim: int = 128
-    appearance_dim: int = 512
-    appearance_guidance_dim: int = 128
-    decoder_dims: tuple[int, int] = (64, 32)
-    decoder_guidance_dims: tuple[int, int] = (256, 128)
-    decoder_guidance_proj_dims: tuple[int, int] = (32, 16)
-    hidden_dim: int = 128
-    num_layers: int = 2
-    heads: int = 4
-    window: int = 12
-    prompts: int = 1
-    pooling_train: tuple[int, int] = (2, 2)
-    pooling_eval: tuple[int, int] = (1, 1)
-    pad_len: int = 256
-    class_chunk: int = 0
-    attention: str = "linear"
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):  # from JSON
-                setattr(self, f.name, tuple(value))
-        if self.heads < 1 or self.hidden_dim % self.heads:
-            raise ConfigError(f"hidden_dim {self.hidden_dim} must be divisible by heads {self.heads}.")
-        if self.prompts < 1:
-            raise ConfigError("CAT-Seg needs at least one prompt template (prompts >= 1).")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CatSegHeadConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"Unknown CAT-Seg head setting(s): {', '.join(unknown)}.")
-        return cls(**data)
 
 
 class CatSegLayer(nn.Module):
@@ -321,278 +238,6 @@ class CatSegAggregator(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 # The full model: CLIP (dense path + guidance) -> aggregator head.
 
-# Sizes that the rest of the model config decides; the ``head`` dict holds only the aggregator's own sizes.
-DERIVED_HEAD_FIELDS = ("text_dim", "appearance_dim", "decoder_guidance_dims", "prompts")
-
-VIT_B16 = {
-    "text_config": {
-        "hidden_size": 512,
-        "intermediate_size": 2048,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 8,
-        "max_position_embeddings": 77,
-        "vocab_size": 49408,
-        "hidden_act": "quick_gelu",
-    },
-    "vision_config": {
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "image_size": 224,
-        "patch_size": 16,
-        "hidden_act": "quick_gelu",
-    },
-    "projection_dim": 512,
-}
-VIT_L14_336 = {
-    "text_config": {
-        **VIT_B16["text_config"],
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_attention_heads": 12,
-    },
-    "vision_config": {
-        "hidden_size": 1024,
-        "intermediate_size": 4096,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "image_size": 336,
-        "patch_size": 14,
-        "hidden_act": "quick_gelu",
-    },
-    "projection_dim": 768,
-}
-TINY_CLIP = {
-    "text_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 77,
-    },
-    "vision_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-    },
-    "projection_dim": 32,
-}
-TINY_HEAD = {
-    "text_guidance_dim": 16,
-    "appearance_guidance_dim": 16,
-    "decoder_dims": (32, 16),
-    "decoder_guidance_proj_dims": (8, 4),
-    "hidden_dim": 32,
-    "num_layers": 2,
-    "heads": 4,
-    "window": 4,
-    "pad_len": 8,
-}
-
-
-def _as_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_json(v) for v in value]
-    return value
-
-
-def _aggregator_sizes(**changes: Any) -> dict[str, Any]:
-    values = {k: v for k, v in CatSegHeadConfig().to_dict().items() if k not in DERIVED_HEAD_FIELDS}
-    return {**values, **changes}
-
-
-@dataclass
-class CatSegConfig(ModelConfig):
-    """Everything needed to build a CAT-Seg model; saved as ``config.json`` next to the weights.
-
-    Defaults are the CVPR ViT-B/16 release. ``variant`` records which release a checkpoint follows; the
-    switches that differ between releases can also be set one by one:
-
-    - ``dense_residual``: residual of CLIP's value-path last block, ``"cls"`` (CVPR) or ``"token"`` (old);
-    - ``guidance``: ``"clip"`` (CVPR: dense CLIP features + transposed-conv upsamplings of the outputs of
-      blocks ``guidance_layers``) or ``"resnet"`` (old: res4 / res3 / res2 of a ResNet-101 run on the
-      ImageNet-normalised image);
-    - ``templates``: ``"catseg"`` (one template, CVPR), ``"imagenet"`` (80 templates, each its own cost
-      channel, old) or an explicit list of templates with ``{}``;
-    - ``finetune``: trainable CLIP parameters, ``"qv"`` (CVPR), ``"attention"`` (old), ``"full"``, ``"none"``.
-
-    Inference: ``image_size`` must give the feature grid the Swin window divides (384 for ViT-B/16, 336 for
-    ViT-L/14 -> 24x24). The photo is first resized so its short edge is ``test_short_edge`` (long edge at
-    most ``test_max_size``). ``sliding_window`` asks the Segmenter for the official evaluation: that image
-    interpolated to ``sliding_canvas`` squared, covered by ``sliding_window_size`` windows at
-    ``sliding_overlap``, plus a global view interpolated from it (each resized to ``image_size`` in the model). Without the sliding window the model zero-pads it to a multiple of
-    ``size_divisibility`` and interpolates it to ``image_size`` (see ``docs/catseg.md``).
-    """
-
-    variant: str = "cvpr"
-    text_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["text_config"]))
-    vision_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["vision_config"]))
-    projection_dim: int = 512
-    image_size: int = 384
-    dense_residual: str = "cls"
-    guidance: str = "clip"
-    guidance_layers: list[int] = field(default_factory=lambda: [3, 7])
-    clip_guidance_dims: list[int] = field(default_factory=lambda: [256, 128])
-    resnet: dict[str, Any] | None = None
-    templates: str | list[str] = "catseg"
-    text_style: str = "possessive"
-    finetune: str = "qv"
-    head: dict[str, Any] = field(default_factory=_aggregator_sizes)
-    pixel_mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
-    pixel_std: list[float] = field(default_factory=lambda: list(CLIP_STD))
-    resnet_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    resnet_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    sliding_window: bool = True
-    sliding_canvas: int = 640
-    sliding_overlap: float = 0.333
-    sliding_window_size: int = 384  # official: 384 windows for every CLIP (resized to 336 for ViT-L/14)
-    # Test-time chain (official test.yaml: INPUT.MIN/MAX_SIZE_TEST, MODEL.MASK_FORMER.SIZE_DIVISIBILITY);
-    # test_short_edge None = resize the photo straight to image_size (not the official chain).
-    test_short_edge: int | None = 640
-    test_max_size: int | None = 2560
-    size_divisibility: int = 32
-    background_threshold: float = 0.5
-    class_chunk: int | str = 32  # "auto": sized from free memory
-    # "openai_fp16": text embeddings as the old release's predictor computes them (OpenAI's CLIP in fp16,
-    # at construction); "fp32": ovparts' own text path (the CVPR release encodes in fp32 too).
-    text_precision: str = "fp32"
-    # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
-    tokenizer: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.variant not in ("cvpr", "old"):
-            raise ConfigError(f"Unknown CAT-Seg variant {self.variant!r}; use 'cvpr' or 'old'.")
-        if self.dense_residual not in ("cls", "token"):
-            raise ConfigError(f"Unknown dense residual {self.dense_residual!r}; use 'cls' or 'token'.")
-        if self.guidance not in ("clip", "resnet"):
-            raise ConfigError(f"Unknown CAT-Seg guidance {self.guidance!r}; use 'clip' or 'resnet'.")
-        check_text_precision(self.text_precision)
-        if self.finetune not in ("qv", "attention", "full", "none"):
-            raise ConfigError(f"Unknown fine-tuning mode {self.finetune!r}; use qv, attention, full or none.")
-        if (
-            isinstance(self.templates, str)
-            and self.templates != "catseg"
-            and self.templates not in TEMPLATE_SETS
-        ):
-            raise ConfigError(
-                f"Unknown template set {self.templates!r}; use 'catseg', 'imagenet' or a list of templates."
-            )
-        check_chain(self.test_short_edge, self.test_max_size, self.size_divisibility)
-        if not 0 < self.sliding_window_size <= self.sliding_canvas:
-            raise ConfigError(
-                f"sliding_window_size {self.sliding_window_size} must be between 1 and sliding_canvas "
-                f"{self.sliding_canvas}."
-            )
-        if self.guidance == "resnet" and self.resnet is None:
-            self.resnet = ResNetConfig().to_dict()
-        self.head = {k: v for k, v in dict(self.head).items() if k not in DERIVED_HEAD_FIELDS}
-        # JSON form (lists, not tuples) so that a saved and reloaded config compares equal
-        for name in (
-            "head",
-            "resnet",
-            "text_config",
-            "vision_config",
-            "guidance_layers",
-            "clip_guidance_dims",
-        ):
-            setattr(self, name, _as_json(getattr(self, name)))
-        if not isinstance(self.templates, str):
-            self.templates = list(self.templates)
-        self.head_config  # validates the sizes  # noqa: B018
-
-    @property
-    def template_list(self) -> tuple[str, ...]:
-        if self.templates == "catseg":
-            return (CATSEG_TEMPLATE,)
-        if isinstance(self.templates, str):
-            return tuple(TEMPLATE_SETS[self.templates])
-        return tuple(self.templates)
-
-    @property
-    def resnet_config(self) -> ResNetConfig:
-        return ResNetConfig(**self.resnet) if self.resnet is not None else ResNetConfig()
-
-    @property
-    def head_config(self) -> CatSegHeadConfig:
-        """The aggregator config, with the sizes that follow from CLIP, guidance and templates filled in."""
-        if self.guidance == "clip":
-            appearance, decoder = self.projection_dim, tuple(self.clip_guidance_dims)
-        else:
-            outs = self.resnet_config.out_channels
-            appearance, decoder = outs[-1], (outs[-2], outs[-3])
-        derived = {
-            "text_dim": self.projection_dim,
-            "appearance_dim": appearance,
-            "decoder_guidance_dims": decoder,
-            "prompts": len(self.template_list),
-        }
-        return CatSegHeadConfig.from_dict({**self.head, **derived})
-
-
-def _config(clip: dict, **values: Any) -> dict[str, Any]:
-    # The random-weight configs use the tiny tokenizer: its BOS / EOS / PAD ids, whatever the embedding size.
-    special = tiny_tokenizer_special_ids()
-    text = {**clip["text_config"], **{k: v for k, v in special.items() if k != "vocab_size"}}
-    text.setdefault("vocab_size", special["vocab_size"])
-    return {
-        "text_config": text,
-        "vision_config": dict(clip["vision_config"]),
-        "projection_dim": clip["projection_dim"],
-        **values,
-    }
-
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    # Random-weight architectures; published weights come through `ovparts convert catseg`.
-    "default": _config(VIT_B16, tokenizer="tiny"),
-    "vit-b": _config(VIT_B16, tokenizer="tiny"),
-    "vit-l": _config(VIT_L14_336, image_size=336, guidance_layers=[7, 15], tokenizer="tiny"),
-    "vit-b-old": _config(
-        VIT_B16,
-        variant="old",
-        dense_residual="token",
-        guidance="resnet",
-        guidance_layers=[],
-        templates="imagenet",
-        finetune="attention",
-        head=_aggregator_sizes(pad_len=0),
-        tokenizer="tiny",
-    ),
-    "tiny": _config(
-        TINY_CLIP,
-        image_size=32,
-        guidance_layers=[0, 1],
-        clip_guidance_dims=[16, 16],
-        head=TINY_HEAD,
-        sliding_canvas=48,
-        sliding_window_size=32,
-        class_chunk=4,
-        tokenizer="tiny",
-    ),
-    "tiny-old": _config(
-        {**TINY_CLIP, "vision_config": {**TINY_CLIP["vision_config"], "patch_size": 16}},  # ResNet stride 16
-        variant="old",
-        image_size=64,
-        dense_residual="token",
-        guidance="resnet",
-        guidance_layers=[],
-        resnet={"blocks": (1, 1, 1), "stem_width": 8, "width": 4},
-        templates=["a photo of a {}.", "a drawing of the {}.", "{}"],
-        finetune="attention",
-        head={**TINY_HEAD, "pad_len": 0},
-        sliding_canvas=96,
-        sliding_window_size=64,
-        class_chunk=4,
-        tokenizer="tiny",
-    ),
-}
-
 
 class ClipGuidance(nn.Module):
     """CVPR guidance: transposed convolutions lifting two intermediate CLIP maps to 2x and 4x the grid."""
@@ -620,7 +265,7 @@ def detectron2_test_chain(cfg: Any) -> Preprocess:
     )
 
 
-class CatSeg(PartSegModel):
+class CatSeg(ClipTextModel):
     """CAT-Seg: one logit map per vocabulary entry at 4x the CLIP grid (96x96 at 384 px); no background.
 
     Without a background channel the Segmenter calls a pixel background where no part's probability
@@ -633,14 +278,7 @@ class CatSeg(PartSegModel):
 
     def __init__(self, config: CatSegConfig, tokenizer_folder: str | Path | None = None) -> None:
         super().__init__(config)
-        if tokenizer_folder is None:
-            if config.tokenizer != "tiny":
-                raise CheckpointError(
-                    "This CAT-Seg config needs a tokenizer folder; load it from a checkpoint."
-                )
-            tokenizer_folder = tiny_tokenizer_folder()
-        clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
-        self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
+        self.backbone = clip_backbone(config, tokenizer_folder, "CAT-Seg")
         width = config.vision_config["hidden_size"]
         if config.guidance == "clip":
             if len(config.guidance_layers) != 2:
@@ -682,6 +320,18 @@ class CatSeg(PartSegModel):
     @property
     def preprocess(self) -> Preprocess:
         return detectron2_test_chain(self.config)
+
+    @property
+    def segmenter_defaults(self) -> SegmenterDefaults:
+        """The official evaluation: the sliding window over the canvas, as the config sets it."""
+        cfg = self.config
+        return SegmenterDefaults(
+            background_threshold=cfg.background_threshold,
+            sliding_window=cfg.sliding_window,
+            sliding_canvas=cfg.sliding_canvas,
+            sliding_overlap=cfg.sliding_overlap,
+            sliding_window_size=cfg.sliding_window_size,
+        )
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the guidance branch (CLIP upsamplings or ResNet) and the aggregator."""
@@ -746,23 +396,27 @@ class CatSeg(PartSegModel):
         logits = self(pixel_values, self.text_embeddings(texts))
         return catseg_bce_loss(logits, labels, ignore_index=ignore_index, faithful=faithful)
 
-    # ------------------------------------------------------------------ checkpoints
-    def _save_extras(self, folder: Path) -> None:
-        self.backbone.tokenizer.save_pretrained(str(folder))
+    # ------------------------------------------------------------------ contract
+    def encode_image(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Dense CLIP features and guidance maps (:meth:`image_features`)."""
+        return self.image_features(pixel_values)
 
-    @classmethod
-    def _build_for_checkpoint(cls, config: CatSegConfig, folder: Path) -> CatSeg:
-        has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
-        return cls(config, tokenizer_folder=folder if has_tokenizer else None)
+    def encode_vocabulary(self, vocab: Vocabulary) -> Tensor:
+        """(T, P, D) text embeddings of ``vocab``'s parts (cached by the backbone)."""
+        return self.text_embeddings(vocab.part_texts(self.config.text_style))
 
+    def training_loss(
+        self, batch: dict[str, Tensor], vocab: Vocabulary, ignore_index: int, faithful: bool = False
+    ) -> dict[str, Tensor]:
+        """CAT-Seg (official: CAT-Seg ``cat_seg_model.py:CATSeg.forward``): BCE on one-hot labels over the parts.
 
-register_model(
-    "catseg",
-    CatSeg,
-    CONFIGS,
-    default_weights=None,
-    description="CAT-Seg (Cho et al., CVPR 2024): cost aggregation over CLIP; CVPR and old releases.",
-)
+        ``faithful=True`` keeps ignore pixels inside the mean with all-zero targets, as the official code
+        (and the published recipes) do; the default leaves them out.
+        """
+        texts = vocab.part_texts(self.config.text_style)
+        loss = self.loss(batch["pixel_values"], batch["part_labels"], texts, ignore_index, faithful=faithful)
+        return {"total": loss}
+
 
 __all__ = [
     "CATSEG_TEMPLATE",

@@ -9,7 +9,7 @@ Parameter names match ``CLIPSegForImageSegmentation`` so its checkpoints load by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
-from ...errors import CheckpointError, ConfigError
+from ...errors import CheckpointError
 from ...hub import checkpoint_specs, load_state_dict
-from ...models.base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, PartLogits, PartSegModel, Preprocess
+from ...models.base import PartLogits, Preprocess, SegmenterDefaults
 from ...models.chunking import CHUNK_LOOP_REASON, resolve_class_chunk
-from ...models.registry import register_model
-from ...testing import RD64_REFINED, TINY_CLIPSEG, tiny_tokenizer_folder, tiny_tokenizer_special_ids
+from ...models.clip_text import ClipTextModel, clip_backbone
+from ...models.losses import nearest_labels, one_hot_targets, weighted_bce
 from ...text.templates import TEMPLATE_SETS
 from ...vocabulary import Vocabulary
+from .config import CONFIGS, HF_DECODER_KEYS, ClipSegConfig, check_decoder_layers
+from .losses import clipseg_baseline_loss
 
 TEXT_KEYS = (
     "vocab_size",
@@ -51,86 +52,6 @@ VISION_KEYS = (
     "hidden_act",
     "layer_norm_eps",
 )
-HF_DECODER_KEYS = (
-    "projection_dim",
-    "extract_layers",
-    "reduce_dim",
-    "decoder_num_attention_heads",
-    "decoder_intermediate_size",
-    "conditional_layer",
-    "use_complex_transposed_convolution",
-)
-
-
-@dataclass
-class ClipSegConfig(ModelConfig):
-    text_config: dict[str, Any] = field(default_factory=dict)
-    vision_config: dict[str, Any] = field(default_factory=dict)
-    projection_dim: int = 512
-    extract_layers: list[int] = field(default_factory=lambda: [3, 6, 9])
-    reduce_dim: int = 64
-    decoder_num_attention_heads: int = 4
-    decoder_intermediate_size: int = 2048
-    conditional_layer: int = 0
-    use_complex_transposed_convolution: bool = True
-    image_size: int = 352
-    pixel_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    pixel_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    # "plain" = "dog head" (OV-PARTS), "possessive" = "dog's head"; templates: "none", "single", "imagenet"
-    text_style: str = "plain"
-    templates: str = "none"
-    # OV-PARTS patches: a residual visual adapter on the activations, a learned background ("non-object") vector
-    visual_adapter: bool = False
-    non_object_embedding: bool = False
-    # Without a background vector, a pixel is background where no part's probability reaches this value.
-    background_threshold: float = 0.5
-    # Classes decoded together; bounds memory for large vocabularies without changing the result.
-    class_chunk: int | str = 8  # "auto": sized from free memory
-    # "tiny" = the built-in byte-level tokenizer; None = the tokenizer files in the checkpoint folder.
-    tokenizer: str | None = None
-
-    def __post_init__(self) -> None:
-        check_decoder_layers(self.extract_layers, self.conditional_layer, self.vision_config)
-
-
-def check_decoder_layers(extract_layers: list[int], conditional_layer: int, vision_config: object) -> None:
-    """The decoder reads ``extract_layers`` and applies FiLM at ``conditional_layer``; both checked with the config.
-
-    As in the official CLIPSeg, index ``i`` reads hidden state ``i + 1``: 0 to depth - 1 are the vision blocks'
-    outputs and -1 the embeddings. Anything else used to pass the config and fail at the first image. A layer
-    may be read twice (the official code allows it, and a reduced official parity model does it).
-    """
-    if not isinstance(extract_layers, list | tuple) or not extract_layers:
-        raise ConfigError("extract_layers must list at least one vision layer for the decoder to read.")
-    depth = vision_config.get("num_hidden_layers") if isinstance(vision_config, dict) else None
-    if isinstance(depth, int) and not isinstance(depth, bool):
-        outside = [i for i in extract_layers if not -1 <= i < depth]
-        if outside:
-            raise ConfigError(
-                f"extract_layers {list(extract_layers)} names layer {outside[0]}, but the vision encoder's "
-                f"layers are numbered 0 to {depth - 1} (-1: the embeddings)."
-            )
-    if not 0 <= conditional_layer < len(extract_layers):
-        raise ConfigError(
-            f"conditional_layer {conditional_layer} must index one of the {len(extract_layers)} decoder "
-            f"blocks (0 to {len(extract_layers) - 1})."
-        )
-
-
-def _architecture_config(architecture: dict, **extra: Any) -> dict[str, Any]:
-    special = tiny_tokenizer_special_ids()
-    text = {**special, **architecture["text_config"]}
-    values = {k: v for k, v in architecture.items() if k in HF_DECODER_KEYS}
-    return {"text_config": text, "vision_config": dict(architecture["vision_config"]), **values, **extra}
-
-
-CONFIGS = {
-    "default": _architecture_config(RD64_REFINED, tokenizer="tiny"),
-    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=128),
-    "ov-parts": _architecture_config(
-        RD64_REFINED, tokenizer="tiny", visual_adapter=True, non_object_embedding=True
-    ),
-}
 
 
 class Attention(nn.Module):
@@ -361,7 +282,7 @@ def logits_size(grid: tuple[int, int], decoder: ClipSegDecoder) -> tuple[int, in
     return grid[0] * scale, grid[1] * scale
 
 
-class ClipSeg(PartSegModel):
+class ClipSeg(ClipTextModel):
     """CLIPSeg: one logit map per vocabulary entry (+ background with the OV-PARTS non-object vector)."""
 
     name = "clipseg"
@@ -374,14 +295,7 @@ class ClipSeg(PartSegModel):
 
     def __init__(self, config: ClipSegConfig, tokenizer_folder: str | Path | None = None) -> None:
         super().__init__(config)
-        if tokenizer_folder is None:
-            if config.tokenizer != "tiny":
-                raise CheckpointError(
-                    "This CLIPSeg config needs a tokenizer folder; load it from a checkpoint."
-                )
-            tokenizer_folder = tiny_tokenizer_folder()
-        clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
-        self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
+        self.backbone = clip_backbone(config, tokenizer_folder, "CLIPSeg")
         self.decoder = self.decoder_class(config)
         vision_width = config.vision_config["hidden_size"]
         self.visual_adapter = Adapter(vision_width) if config.visual_adapter else None
@@ -397,6 +311,10 @@ class ClipSeg(PartSegModel):
     def preprocess(self) -> Preprocess:
         size = self.config.image_size
         return Preprocess((size, size), tuple(self.config.pixel_mean), tuple(self.config.pixel_std))
+
+    @property
+    def segmenter_defaults(self) -> SegmenterDefaults:
+        return SegmenterDefaults(background_threshold=self.config.background_threshold)
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's image path (``backbone`` called on pixels), the visual adapter and the decoder."""
@@ -440,15 +358,42 @@ class ClipSeg(PartSegModel):
         background = logits[:, len(vocab) :] if self.non_object_embedding is not None else None
         return PartLogits(parts=parts, background=background)
 
+    def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The CLIP activations the decoder reads (the visual adapter applied)."""
+        return self.activations(pixel_values)
+
+    def encode_vocabulary(self, vocab: Vocabulary) -> torch.Tensor:
+        """The conditional vectors of ``vocab``'s parts (cached by the backbone)."""
+        return self.text_conditions(vocab.part_texts(self.config.text_style))
+
+    # ------------------------------------------------------------------ training
+    def training_loss(
+        self,
+        batch: dict[str, torch.Tensor],
+        vocab: Vocabulary,
+        ignore_index: int,
+        background_weight: float = 0.05,
+    ) -> dict[str, torch.Tensor]:
+        """OV-PARTS CLIPSeg baseline (official: part-clipseg ``baselines/clipseg.py``): BCE over the T parts
+        and the non-object channel (weight ``background_weight``).
+
+        Without a non-object vector the loss is the plain BCE over the T part channels, unlabelled pixels
+        being all-zero targets, which is how the original CLIPSeg is trained.
+        """
+        conditions = self.encode_vocabulary(vocab)
+        background = self.non_object_embedding
+        if background is not None:
+            conditions = torch.cat([conditions, background.to(conditions.dtype)])
+        logits = self(batch["pixel_values"], conditions).logits
+        labels = nearest_labels(batch["part_labels"], logits.shape[-2:])
+        if background is not None:
+            loss = clipseg_baseline_loss(logits.float(), labels, ignore_index, background_weight)
+        else:
+            targets, _ = one_hot_targets(labels, logits.shape[1], ignore_index)
+            loss = weighted_bce(logits.float().permute(0, 2, 3, 1), targets)
+        return {"total": loss}
+
     # ------------------------------------------------------------------ checkpoints
-    def _save_extras(self, folder: Path) -> None:
-        self.backbone.tokenizer.save_pretrained(str(folder))
-
-    @classmethod
-    def _build_for_checkpoint(cls, config: ClipSegConfig, folder: Path) -> ClipSeg:
-        has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
-        return cls(config, tokenizer_folder=folder if has_tokenizer else None)
-
     @classmethod
     def _from_foreign(cls, folder: Path, stored: dict[str, Any], overrides: dict[str, Any]) -> ClipSeg:
         """A transformers ``CLIPSegForImageSegmentation`` folder (e.g. CIDAS/clipseg-rd64-refined)."""
@@ -490,10 +435,14 @@ def hf_state_dict_to_ovparts(state: dict[str, torch.Tensor]) -> dict[str, torch.
     return mapped
 
 
-register_model(
-    "clipseg",
-    ClipSeg,
-    CONFIGS,
-    default_weights="CIDAS/clipseg-rd64-refined",
-    description="CLIPSeg rd64-refined (Lüddecke & Ecker, CVPR 2022), the OV-PARTS baseline.",
-)
+__all__ = [
+    "CONFIGS",
+    "ClipSeg",
+    "ClipSegConfig",
+    "ClipSegDecoder",
+    "DecoderOutput",
+    "check_decoder_layers",
+    "config_from_hf",
+    "hf_state_dict_to_ovparts",
+    "transposed_convolution_head",
+]

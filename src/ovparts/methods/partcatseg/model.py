@@ -9,7 +9,7 @@ Reads top to bottom as the method's figure (docs/partcatseg.md):
 3. **Stage B.** Each object-specific part ("dog's head") gets the aggregated embeddings of its part and its
    object, concatenated and projected back into CLIP's text space; that feature is re-correlated with the
    class's own text, aggregated by a second stack, and decoded by the *same* decoder: object-specific logits.
-4. **Losses** (``ovparts.losses``): three BCE terms and a compositional Jensen-Shannon term tying the summed
+4. **Losses** (``losses.py`` beside this file): three BCE terms and a compositional Jensen-Shannon term tying the summed
    part distribution to CLIP's object distribution.
 
 :class:`PartCatSegAggregator` is the head (tensors in, logits out), built from a :class:`CatSegHeadConfig`.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,183 +29,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...backbones.clip import ClipBackbone, build_clip, load_tokenizer
 from ...backbones.clip_dense import apply_finetune
-from ...backbones.dino import DINOV2_SMALL, DinoGuidance, build_dino
-from ...backbones.openai_fp16_text import check_text_precision
+from ...backbones.dino import DinoGuidance, build_dino
 from ...backbones.resnet import renormalize
-from ...errors import CheckpointError, ConfigError
-from ...losses import (
-    BACKGROUND_WEIGHT,
-    compositional_loss,
-    partcatseg_object_loss,
-    partcatseg_part_loss,
-    partcatseg_specific_loss,
-    resize_logits,
-)
-from ...models.base import (
-    CLIP_MEAN,
-    CLIP_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ModelConfig,
-    PartLogits,
-    PartSegModel,
-    Preprocess,
-)
-from ...models.chunking import check_class_chunk, resolve_class_chunk
+from ...config_checks import as_json
+from ...errors import ConfigError
+from ...models.base import PartLogits, Preprocess, SegmenterDefaults
+from ...models.chunking import resolve_class_chunk
+from ...models.clip_text import ClipTextModel, clip_backbone
 from ...models.cost_aggregation import CostEmbedding, cosine_cost, map_classes
-from ...models.registry import register_model
+from ...models.losses import resize_logits
 from ...models.stages import stage
-from ...preprocessing import check_chain, encoder_input
-from ...testing import TINY_DINOV2, tiny_tokenizer_folder
-from ...text.templates import TEMPLATE_SETS
+from ...preprocessing import encoder_input
 from ...vocabulary import Vocabulary
-from ..catseg.model import (
-    TINY_CLIP,
-    VIT_B16,
-    CatSegAggregator,
-    CatSegHeadConfig,
-    CatSegLayer,
-    _as_json,
-    _config,
-    detectron2_test_chain,
-)
+from ..catseg.model import CatSegAggregator, CatSegHeadConfig, CatSegLayer, detectron2_test_chain
+from .config import CONFIGS, SWITCHES, PartCatSegConfig
+from .losses import compositional_loss, partcatseg_object_loss, partcatseg_part_loss, partcatseg_specific_loss
 
 # Logit of objects without parts in ``PartLogits.objects``: PartCATSeg only scores part-bearing objects.
 ABSENT_OBJECT_LOGIT = -100.0
-
-# What ``faithful`` decides when a switch is left at None: (faithful value, default value).
-SWITCHES: dict[str, tuple[Any, Any]] = {
-    "object_layers": ("shared", "separate"),  # stage A: one stack for parts+objects, or one each
-    "class_attention": ("query", "linear"),  # the official hard-coded override vs the config's "linear"
-    "background": ("fixed", "learned"),  # untrained random background embedding vs a trained one
-    "dense_residual": ("token", "cls"),  # old CAT-Seg's CLIP value path vs the CVPR one
-    "dino_hub_interpolation": (True, False),  # torch.hub DINOv2 position-table resize (offset 0.1)
-}
-
-
-def head_sizes(**changes: Any) -> dict[str, Any]:
-    """Aggregator sizes of the official Pascal config (``partcatseg_voc.yaml``), overridable."""
-    values = {
-        "text_guidance_dim": 128,
-        "appearance_guidance_dim": 128,
-        "decoder_dims": (64, 32),
-        "decoder_guidance_proj_dims": (32, 16),
-        "hidden_dim": 128,
-        "num_layers": 2,
-        "heads": 4,
-        "window": 12,
-        "pooling_train": (2, 2),
-        "pooling_eval": (2, 2),  # PartCATSeg evaluates with the training pooling (unlike CAT-Seg)
-        "class_chunk": 0,
-    }
-    return _as_json({**values, **changes})
-
-
-@dataclass
-class PartCatSegConfig(ModelConfig):
-    """Everything needed to build PartCATSeg; saved as ``config.json`` beside the weights.
-
-    ``faithful`` picks the official behaviour for every switch left at ``None`` (``object_layers``,
-    ``class_attention``, ``background``, ``dense_residual``, ``dino_hub_interpolation``; see
-    :data:`SWITCHES`). ``pred_all``: ``"parts"`` (official: Pred-All is the argmax over object-specific parts
-    and background) or ``"objects"`` (the Segmenter gates parts by the predicted object, as PartCLIPSeg).
-    ``dino_weights`` (hub id or folder) initialises DINO when a model is built for training; checkpoints carry
-    their own DINO weights.
-    """
-
-    faithful: bool = False
-    text_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["text_config"]))
-    vision_config: dict[str, Any] = field(default_factory=lambda: dict(VIT_B16["vision_config"]))
-    projection_dim: int = 512
-    image_size: int = 384
-    dino_kind: str = "dinov2"
-    dino_config: dict[str, Any] = field(default_factory=lambda: dict(DINOV2_SMALL))
-    dino_weights: str | None = None
-    dino_image_size: int = 448
-    dino_lr_multiplier: float = 0.01
-    templates: str | list[str] = "imagenet"
-    text_style: str = "possessive"
-    head: dict[str, Any] = field(default_factory=head_sizes)
-    object_layers: str | None = None
-    class_attention: str | None = None
-    background: str | None = None
-    dense_residual: str | None = None
-    dino_hub_interpolation: bool | None = None
-    pred_all: str = "parts"
-    background_weight: float = BACKGROUND_WEIGHT
-    pixel_mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
-    pixel_std: list[float] = field(default_factory=lambda: list(CLIP_STD))
-    dino_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    dino_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    sliding_window: bool = False  # the official evaluation resizes the whole image once
-    # Test-time chain (official configs: INPUT.MIN/MAX_SIZE_TEST 640/768, MODEL.MASK_FORMER.SIZE_DIVISIBILITY
-    # 32); test_short_edge None = resize the photo straight to image_size (not the official chain).
-    test_short_edge: int | None = 640
-    test_max_size: int | None = 768
-    size_divisibility: int = 32
-    class_chunk: int | str = 32  # "auto": sized from free memory
-    # "openai_fp16": text embeddings as the official predictor computes them (OpenAI's CLIP in fp16, at
-    # construction; what the published checkpoints saw); "fp32": ovparts' own text path.
-    text_precision: str = "fp32"
-    tokenizer: str | None = None
-
-    def __post_init__(self) -> None:
-        check_text_precision(self.text_precision)
-        allowed = {
-            "object_layers": ("shared", "separate"),
-            "class_attention": ("query", "linear"),
-            "background": ("fixed", "learned"),
-            "dense_residual": ("token", "cls"),
-            "pred_all": ("parts", "objects"),
-        }
-        for name, options in allowed.items():
-            value = getattr(self, name)
-            if value is not None and value not in options:
-                raise ConfigError(f"Unknown {name} {value!r}; use {' or '.join(map(repr, options))}.")
-        if isinstance(self.templates, str) and self.templates not in TEMPLATE_SETS:
-            raise ConfigError(
-                f"Unknown template set {self.templates!r}; use 'imagenet' or a list of templates."
-            )
-        if not isinstance(self.templates, str):
-            self.templates = list(self.templates)
-        check_chain(self.test_short_edge, self.test_max_size, self.size_divisibility)
-        check_class_chunk(self.class_chunk)
-        for name in ("head", "text_config", "vision_config", "dino_config"):
-            setattr(self, name, _as_json(dict(getattr(self, name))))
-        self.head_config  # validates the sizes  # noqa: B018
-
-    def switch(self, name: str) -> Any:
-        """The effective value of a faithful/default switch."""
-        value = getattr(self, name)
-        if value is not None:
-            return value
-        faithful, default = SWITCHES[name]
-        return faithful if self.faithful else default
-
-    @property
-    def template_list(self) -> tuple[str, ...]:
-        if isinstance(self.templates, str):
-            return tuple(TEMPLATE_SETS[self.templates])
-        return tuple(self.templates)
-
-    @property
-    def dino_width(self) -> int:
-        return int(self.dino_config.get("hidden_size", 768))
-
-    @property
-    def head_config(self) -> CatSegHeadConfig:
-        """CAT-Seg aggregator sizes with DINO as every guidance, no class padding, the chosen attention."""
-        derived = {
-            "text_dim": self.projection_dim,
-            "appearance_dim": self.dino_width,
-            "decoder_guidance_dims": (self.dino_width, self.dino_width),
-            "prompts": len(self.template_list),
-            "pad_len": 0,
-            "attention": self.switch("class_attention"),
-        }
-        return CatSegHeadConfig.from_dict({**self.head, **derived})
 
 
 class PartCatSegAggregator(CatSegAggregator):
@@ -407,30 +249,24 @@ def _architecture(config: Any) -> dict[str, Any]:
     return {k: v for k, v in config.to_diff_dict().items() if k not in drop and not k.startswith("_")}
 
 
-class PartCatSeg(PartSegModel):
+class PartCatSeg(ClipTextModel):
     """PartCATSeg on ovparts' CAT-Seg: frozen CLIP, DINO guidance, two-stage object-aware aggregation."""
 
     name = "partcatseg"
     config_class = PartCatSegConfig
+    checkpoint_build_options = {"load_dino": False}  # the checkpoint holds DINO's weights
     independent_classes = False  # CAT-Seg's class attention over parts and objects (docs/partcatseg.md)
 
     def __init__(
         self, config: PartCatSegConfig, tokenizer_folder: str | Path | None = None, load_dino: bool = True
     ) -> None:
         super().__init__(config)
-        if tokenizer_folder is None:
-            if config.tokenizer != "tiny":
-                raise CheckpointError(
-                    "This PartCATSeg config needs a tokenizer folder; load it from a checkpoint."
-                )
-            tokenizer_folder = tiny_tokenizer_folder()
-        clip = build_clip(config.text_config, config.vision_config, config.projection_dim)
-        self.backbone = ClipBackbone(clip, load_tokenizer(tokenizer_folder))
+        self.backbone = clip_backbone(config, tokenizer_folder, "PartCATSeg")
         apply_finetune(self.backbone.clip, "none")  # CLIP is frozen in PartCATSeg
         weights = config.dino_weights if load_dino else None
         encoder = build_dino(config.dino_kind, config.dino_config, weights)
         if weights is not None:  # the checkpoint's config must describe the DINO it now holds
-            config.dino_config = _as_json(_architecture(encoder.config))
+            config.dino_config = as_json(_architecture(encoder.config))
         self.dino = DinoGuidance(
             encoder,
             image_size=config.dino_image_size,
@@ -491,6 +327,10 @@ class PartCatSeg(PartSegModel):
     @property
     def preprocess(self) -> Preprocess:
         return detectron2_test_chain(self.config)
+
+    @property
+    def segmenter_defaults(self) -> SegmenterDefaults:
+        return SegmenterDefaults(sliding_window=self.config.sliding_window)
 
     def compile_targets(self) -> list[nn.Module]:
         """CLIP's dense image path, the DINO guidance encoder and the two-stage aggregator."""
@@ -600,6 +440,24 @@ class PartCatSeg(PartSegModel):
             result.object_background = object_background
         return result
 
+    # ------------------------------------------------------------------ contract
+    def encode_image(self, pixel_values: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Dense CLIP features and the DINO guidance maps (:meth:`image_features`)."""
+        return self.image_features(pixel_values)
+
+    def encode_vocabulary(self, vocab: Vocabulary) -> tuple[Tensor, Tensor]:
+        """Both text sets of ``vocab`` (:meth:`text_embeddings`; cached by the backbone)."""
+        return self.text_embeddings(vocab)
+
+    def training_loss(
+        self, batch: dict[str, Tensor], vocab: Vocabulary, ignore_index: int
+    ) -> dict[str, Tensor]:
+        """PartCATSeg (official: part-catseg ``baselines/partcatseg.py``): every term of :meth:`loss` and
+        their sum, with part and object labels as PartCLIPSeg."""
+        return self.loss(
+            batch["pixel_values"], vocab, batch["part_labels"], batch["object_labels"], ignore_index
+        )
+
     # ------------------------------------------------------------------ training
     def loss(
         self,
@@ -647,14 +505,6 @@ class PartCatSeg(PartSegModel):
         return terms
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_extras(self, folder: Path) -> None:
-        self.backbone.tokenizer.save_pretrained(str(folder))
-
-    @classmethod
-    def _build_for_checkpoint(cls, config: PartCatSegConfig, folder: Path) -> PartCatSeg:
-        has_tokenizer = any((folder / name).is_file() for name in ("vocab.json", "tokenizer.json"))
-        return cls(config, tokenizer_folder=folder if has_tokenizer else None, load_dino=False)
-
     @classmethod
     def _build_on_meta(cls, config: PartCatSegConfig, folder: Path | None) -> PartCatSeg:
         """The meta-device probe never downloads DINO weights (``dino_weights``)."""
@@ -662,40 +512,6 @@ class PartCatSeg(PartSegModel):
             return cls._build_for_checkpoint(config, folder)
         return cls(config, load_dino=False)
 
-
-TINY_TEMPLATES = ["a photo of a {}.", "a drawing of the {}.", "{}"]
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    # Random-weight architectures; published weights come through `ovparts convert partcatseg`.
-    "default": _config(VIT_B16, tokenizer="tiny"),
-    "official": _config(VIT_B16, faithful=True, tokenizer="tiny"),
-    "tiny": _config(
-        TINY_CLIP,
-        image_size=32,
-        dino_config=TINY_DINOV2,
-        dino_image_size=32,
-        templates=TINY_TEMPLATES,
-        head=head_sizes(
-            text_guidance_dim=16,
-            appearance_guidance_dim=16,
-            decoder_dims=(32, 16),
-            decoder_guidance_proj_dims=(8, 4),
-            hidden_dim=32,
-            window=4,
-        ),
-        class_chunk=4,
-        tokenizer="tiny",
-    ),
-}
-CONFIGS["tiny-official"] = {**CONFIGS["tiny"], "faithful": True}
-
-register_model(
-    "partcatseg",
-    PartCatSeg,
-    CONFIGS,
-    default_weights=None,
-    description="PartCATSeg (Choi et al., 2025): object-aware part cost aggregation on CAT-Seg + DINOv2.",
-)
 
 __all__ = [
     "CONFIGS",

@@ -25,55 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...losses import (
-    attention_control_losses,
-    partclipseg_segmentation_losses,
-    partclipseg_total_loss,
-)
 from ...models.base import PartLogits
 from ...models.chunking import map_slices, resolve_class_chunk
-from ...models.registry import register_model
-from ...testing import RD64_REFINED, TINY_CLIPSEG
 from ...vocabulary import Vocabulary
-from ..clipseg.model import (
-    ClipSeg,
-    ClipSegConfig,
-    ClipSegDecoder,
-    DecoderOutput,
-    _architecture_config,
-    transposed_convolution_head,
-)
+from ..clipseg.model import ClipSeg, ClipSegDecoder, DecoderOutput, transposed_convolution_head
+from .config import CONFIGS, PartClipSegConfig
+from .losses import attention_control_losses, partclipseg_segmentation_losses, partclipseg_total_loss
 
 # Logit given to objects without parts in `PartLogits.objects`: sigmoid(-1e4) == 0, and unlike -inf it
 # survives bilinear interpolation without NaNs.
 ABSENT_LOGIT = -1e4
-
-
-@dataclass
-class PartClipSegConfig(ClipSegConfig):
-    # PartCLIPSeg always carries the OV-PARTS patches.
-    visual_adapter: bool = True
-    non_object_embedding: bool = True
-    # True: what the published weights depend on (sorted class order, the object-embedding index quirk,
-    # BGR training input, the official attention/BCE loss quirks). False: the corrected behaviour.
-    faithful: bool = False
-    # Loss weights and attention-control settings of the official configs.
-    object_weight: float = 1.0
-    part_weight: float = 1.0
-    separation_weight: float = 0.1
-    enhancement_weight: float = 0.01
-    attention_threshold: float = 0.3
-    smoothing_sigma: float = 0.5
-    separation_temperature: float = 0.05
-    background_weight: float = 0.05
-    use_attention_losses: bool = True
-
-
-CONFIGS = {
-    "default": _architecture_config(RD64_REFINED, tokenizer="tiny"),
-    "faithful": _architecture_config(RD64_REFINED, tokenizer="tiny", faithful=True),
-    "tiny": _architecture_config(TINY_CLIPSEG, image_size=64, tokenizer="tiny", class_chunk=8),
-}
 
 
 @dataclass(frozen=True)
@@ -290,7 +251,20 @@ class PartClipSeg(ClipSeg):
             extras={"generalized_parts": out.class_logits[:, :p], "layout": layout},
         )
 
+    def encode_vocabulary(self, vocab: Vocabulary) -> torch.Tensor:
+        """The conditional vectors of ``vocab``'s generalized parts and objects + background (cached text)."""
+        return self.conditions(self.layout(vocab))
+
     # ------------------------------------------------------------------ training
+    def training_loss(
+        self, batch: dict[str, torch.Tensor], vocab: Vocabulary, ignore_index: int
+    ) -> dict[str, torch.Tensor]:
+        """PartCLIPSeg (official: part-clipseg ``baselines/partclipseg.py``): every term of :meth:`loss`
+        and their weighted total."""
+        return self.loss(
+            batch["pixel_values"], vocab, batch["part_labels"], batch["object_labels"], ignore_index
+        )
+
     def training_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``faithful``: the official training feeds BGR pixels normalised with RGB statistics."""
         if not self.config.faithful:
@@ -385,10 +359,13 @@ def config_for(name: str, **overrides: Any) -> PartClipSegConfig:
     return PartClipSegConfig.from_dict({**CONFIGS[name], **overrides})
 
 
-register_model(
-    "partclipseg",
-    PartClipSeg,
-    CONFIGS,
-    default_weights=None,
-    description="PartCLIPSeg (Choi et al., NeurIPS 2024) on CLIPSeg rd64-refined; convert official weights.",
-)
+__all__ = [
+    "ABSENT_LOGIT",
+    "CONFIGS",
+    "ClassLayout",
+    "PartClipSeg",
+    "PartClipSegConfig",
+    "PartClipSegDecoder",
+    "class_layout",
+    "config_for",
+]

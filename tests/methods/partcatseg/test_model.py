@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import ovparts
 from ovparts.backbones.dino import build_dino
 from ovparts.imageio import load_image
-from ovparts.methods.catseg.model import TINY_CLIP
+from ovparts.methods.catseg.config import TINY_CLIP
 from ovparts.methods.partcatseg.model import (
     ABSENT_OBJECT_LOGIT,
     PartCatSeg,
