@@ -143,9 +143,9 @@ def evaluate_command(
 
     \b
     Examples:
-      ovparts evaluate --model clipseg --dataset pascal_part_116 --root datasets --save-predictions preds
+      ovparts evaluate --model METHOD --dataset pascal_part_116 --root datasets --save-predictions preds
       ovparts evaluate ... --save-predictions preds --resume      # continue a killed run
-      ovparts evaluate --from-predictions preds --average partcatseg   # re-score, no model
+      ovparts evaluate --from-predictions preds --average ov_parts   # re-score, no model
       ovparts evaluate ... --devices 2                             # two processes, same report
     """
     from ..data import load_dataset
