@@ -21,6 +21,8 @@ from .errors import VocabularyError
 from .text.templates import TEMPLATE_SETS
 
 BENCHMARKS = ("pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood")
+"""The benchmarks, the one list every command, reader registry and error message reads (a class table
+``data/tables/<name>.json`` and a reader in ``ovparts.data`` exist for each)."""
 RESERVED_CHARACTERS = ":;,\n"
 POSSESSIVE = "'s "
 

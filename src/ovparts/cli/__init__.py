@@ -57,6 +57,14 @@ def build_vocabulary(vocab: str | None, benchmark: str | None):
     return Vocabulary.parse(vocab) if vocab is not None else Vocabulary.from_benchmark(benchmark)
 
 
+def rank_zero() -> bool:
+    """Whether this process prints and writes: rank 0 of a distributed run (Lightning's launcher, torchrun or
+    SLURM set these variables), or a plain process."""
+    import os
+
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def _register_commands() -> None:
     from .benchmark import benchmark
     from .convert import convert_group

@@ -139,6 +139,9 @@ class PartSegModel(nn.Module):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # True when each class's logits depend only on the image and that class (no attention across classes):
+    # Oracle-Obj then runs only the parts of the objects present (ovparts.evaluation.restriction).
+    independent_classes: bool = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
