@@ -58,6 +58,7 @@ def _files(folder):
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_same_files_as_one(photos, weights, tmp_path):
     args = ["segment", str(photos), "--weights", str(weights), "--vocab", VOCAB]
     one = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "one")])

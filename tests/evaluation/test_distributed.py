@@ -38,6 +38,7 @@ def root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_for_every_benchmark_protocol_and_rule(root, tmp_path):
     out = tmp_path / "ddp.json"
     command = [sys.executable, str(HERE / "worker.py"), str(root), ",".join(BENCHMARKS), str(out)]
@@ -60,6 +61,7 @@ def test_two_processes_equal_one_for_every_benchmark_protocol_and_rule(root, tmp
     assert 0 < pascal["metrics"]["mIoU"] < 100
 
 
+@pytest.mark.slow
 def test_strict_two_processes_fail_like_one(root, tmp_path):
     reader = load_dataset("pascal_part_116", root)
     with pytest.raises(DatasetError) as single:

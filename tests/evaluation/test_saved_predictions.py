@@ -44,6 +44,7 @@ def pascal8(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumed_gives_the_same_report(pascal8, tmp_path):
     saved = tmp_path / "preds"
     out = tmp_path / "killed.json"
