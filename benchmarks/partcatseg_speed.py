@@ -7,8 +7,11 @@ channels, stage A over 42 generalized parts + 16 objects + background, stage B o
 
 Text embeddings are random unit vectors with the real shapes: the frozen text encoder runs once per
 vocabulary (80 x 174 prompts) and is cached, so it is not part of the per-image cost; ``--with-text`` times it
-once as well. Peak resident memory (``ru_maxrss``, weights included) is read in a fresh subprocess per
-setting; on CUDA the peak of allocated memory is reported instead.
+once as well. Each stage (CLIP, DINO, head) is timed with ``ovparts.benchmarking.measure.median_seconds``
+(median of ``--repeats`` runs after a warm-up); the total is their sum. Peak resident memory (``ru_maxrss``,
+weights included) is read in a fresh subprocess per setting; on CUDA the peak of allocated memory instead.
+``ovparts benchmark --model partcatseg`` measures the whole prediction against its peers; this script splits
+one image's cost by encoder and compares the configs.
 
     nice python benchmarks/partcatseg_speed.py                # default (corrected) and faithful configs
     python benchmarks/partcatseg_speed.py --device cuda --repeats 20
@@ -19,30 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 
-def _peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-
-
-def run_one(config: str, repeats: int, device: str, chunk: int, with_text: bool) -> dict:
+def run_one(config: str, repeats: int, device_name: str, chunk: int, with_text: bool) -> dict:
     import torch
 
     import ovparts
     from ovparts.backbones.clip_dense import clip_dense_features
     from ovparts.backbones.resnet import renormalize
+    from ovparts.benchmarking.measure import max_rss_bytes, median_seconds
 
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
+    device = torch.device(device_name)
     torch.manual_seed(0)
-    model = ovparts.load_model("partcatseg", config=config, device=device)
+    model = ovparts.load_model("partcatseg", config=config, device=device_name)
     vocab = ovparts.Vocabulary.from_benchmark("pascal_part_116", official_order=True)
     index = model.vocabulary_index(vocab)
     prompts, dim = len(model.config.template_list), model.config.projection_dim
@@ -54,41 +48,33 @@ def run_one(config: str, repeats: int, device: str, chunk: int, with_text: bool)
     pixels = torch.randn(1, 3, 384, 384, device=device)
     params = sum(p.numel() for p in model.parameters())
     head_params = sum(p.numel() for p in model.head.parameters())
-    text_seconds = None
-    if with_text:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model.text_embeddings(vocab)
-        sync()
-        text_seconds = time.perf_counter() - start
-    base = _peak_gib()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    parts: dict[str, list[float]] = {"clip": [], "dino": [], "head": [], "total": []}
+    cfg = model.config
+
+    def clip():
+        dense, _ = clip_dense_features(
+            model.backbone.clip.vision_model,
+            model.backbone.clip.visual_projection,
+            pixels,
+            (),
+            cfg.switch("dense_residual"),
+        )
+        return dense
+
+    def dino():
+        image = renormalize(pixels, cfg.pixel_mean, cfg.pixel_std, cfg.dino_mean, cfg.dino_std)
+        return model.dino(image, [(24, 24), (48, 48), (96, 96)])
+
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            sync()
-            t0 = time.perf_counter()
-            dense, _ = clip_dense_features(
-                model.backbone.clip.vision_model,
-                model.backbone.clip.visual_projection,
-                pixels,
-                (),
-                model.config.switch("dense_residual"),
-            )
-            sync()
-            t1_ = time.perf_counter()
-            image = renormalize(
-                pixels,
-                model.config.pixel_mean,
-                model.config.pixel_std,
-                model.config.dino_mean,
-                model.config.dino_std,
-            )
-            guidance = model.dino(image, [(24, 24), (48, 48), (96, 96)])
-            sync()
-            t2_ = time.perf_counter()
-            out = model.head(
+        text_seconds = None
+        if with_text:
+            text_seconds = median_seconds(lambda: model.text_embeddings(vocab), 1, device, warmup=0)
+        base = max_rss_bytes()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        dense, guidance = clip(), dino()
+
+        def head():
+            return model.head(
                 dense,
                 text_a,
                 text_b,
@@ -97,22 +83,25 @@ def run_one(config: str, repeats: int, device: str, chunk: int, with_text: bool)
                 index.specific_to_object,
                 class_chunk=chunk,
             )
-            sync()
-            t3_ = time.perf_counter()
-            for key, value in zip(parts, (t1_ - t0, t2_ - t1_, t3_ - t2_, t3_ - t0), strict=True):
-                parts[key].append(value)
+
+        # each stage: median of ``repeats`` runs after one warm-up (the package's timer, synchronised on CUDA)
+        median = {
+            name: median_seconds(fn, repeats, device)
+            for name, fn in (("clip", clip), ("dino", dino), ("head", head))
+        }
+        out = head()
+    median["total"] = sum(median.values())
     assert out["specific_logits"].shape == (1, t2, 96, 96)
     assert out["part_object_logits"].shape == (1, t1, 96, 96)
-    median = {k: statistics.median(v[1:]) if repeats else v[0] for k, v in parts.items()}
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else _peak_gib()
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else max_rss_bytes()
     return {
         "config": config,
         "classes": f"A {t1} / B {t2}",
         "chunk": chunk or "all",
         **{f"{k}_s": round(v, 3) for k, v in median.items()},
         "text_once_s": None if text_seconds is None else round(text_seconds, 1),
-        "peak_gib": round(peak, 2),
-        "before_gib": round(base, 2),
+        "peak_gib": round(peak / 2**30, 2),
+        "before_gib": round(base / 2**30, 2),
         "params_m": round(params / 1e6, 1),
         "head_params_m": round(head_params / 1e6, 2),
     }

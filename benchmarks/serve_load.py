@@ -147,19 +147,21 @@ def run_clients(url: str, image: bytes, clients: int, duration: float, max_reque
 
 def in_process_baseline(model: str, config: str, image: bytes, calls: int) -> float:
     """Median ms of the same work without HTTP (decode, segment, encode the answer), for the overhead ratio."""
+    import torch
+
     import ovparts
+    from ovparts.benchmarking.measure import median_seconds
     from ovparts.serve.limits import Limits, check_image_bytes
     from ovparts.serve.service import result_payload
 
     segmenter = ovparts.Segmenter(ovparts.load_model(model, config=config), keep_scores=False)
     vocabulary = ovparts.Vocabulary.parse(VOCAB)
-    times = []
-    for _ in range(calls + 2):  # two warm-up calls
-        started = time.perf_counter()
+
+    def request() -> None:
         result = segmenter(check_image_bytes(image, Limits()), vocabulary)
         result_payload(result, model, "png")
-        times.append(time.perf_counter() - started)
-    return float(np.median(times[2:]) * 1000)
+
+    return median_seconds(request, calls, torch.device("cpu"), warmup=2) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:

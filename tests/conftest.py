@@ -11,6 +11,22 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may use the network
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_ovparts_home(tmp_path_factory):
+    """``$OVPARTS_HOME`` for session- and module-scoped fixtures, which run before any per-test fixture."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OVPARTS_HOME", str(tmp_path_factory.mktemp("ovparts-home-session")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _ovparts_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own ``$OVPARTS_HOME``: nothing is written to ~/.cache, no test sees another's entries."""
+    home = tmp_path_factory.mktemp("ovparts-home")
+    monkeypatch.setenv("OVPARTS_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def openai_bpe_path():
     """OpenAI's CLIP merges file from the installed open_clip_torch wheel; missing it is a failure, not a skip."""

@@ -108,6 +108,7 @@ def test_help_and_models(run):
     assert "clipseg" in listing and "tiny" in listing
 
 
+@pytest.mark.slow
 def test_segment_compile_matches_eager(run, chelsea_path, tiny_clipseg_dir, tmp_path):
     import torch._dynamo
     from torch._dynamo.utils import counters

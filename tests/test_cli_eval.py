@@ -141,6 +141,7 @@ def test_evaluate_accepts_a_model_module(pascal_root):
 
 @pytest.mark.parametrize("protocol", ["oracle_obj", "pred_all"])
 @pytest.mark.parametrize("model", ovparts.available_models())
+@pytest.mark.slow
 def test_evaluate_runs_every_model_end_to_end(tmp_path_factory, model, protocol):
     """No stand-in: each registered method's tiny config through the real evaluate command."""
     root = tmp_path_factory.getbasetemp() / "every-model-pascal"

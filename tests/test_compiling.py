@@ -74,6 +74,7 @@ def unique_graphs() -> int:
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
+@pytest.mark.slow
 def test_compiled_logits_match_eager_for_two_vocabulary_sizes(name):
     model = tiny(name)
     torch.manual_seed(1)
@@ -97,6 +98,7 @@ def test_compiled_logits_match_eager_for_two_vocabulary_sizes(name):
     assert text_modules and not any(is_compiled(m) for m in text_modules)  # text encoding stays eager
 
 
+@pytest.mark.slow
 def test_a_new_vocabulary_size_reuses_the_graphs():
     """After the second size, the class-chunk loops run outside the graphs, so a third size compiles nothing."""
     model = compile_model(tiny("clipseg"), backend="aot_eager")
@@ -110,6 +112,7 @@ def test_a_new_vocabulary_size_reuses_the_graphs():
     assert third["parts"].shape[1] == len(THIRD)
 
 
+@pytest.mark.slow
 def test_compiled_checkpoint_round_trip(tmp_path):
     model = compile_model(tiny("catseg"), backend="aot_eager")
     folder = model.save_pretrained(tmp_path / "ckpt")
@@ -120,6 +123,7 @@ def test_compiled_checkpoint_round_trip(tmp_path):
     assert all(torch.equal(own[key], other[key]) for key in own)
 
 
+@pytest.mark.slow
 def test_segmenter_compile_with_bf16_autocast(chelsea):
     model = tiny("clipseg")
     eager = ovparts.Segmenter(model, keep_scores=True, precision="bf16")(chelsea, FIRST)

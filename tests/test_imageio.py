@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ovparts.errors import ImageError
-from ovparts.imageio import atomic_write, load_image
+from ovparts.imageio import load_image
 
 
 @pytest.fixture
@@ -75,17 +75,3 @@ def test_arrays_of_various_shapes(array):
 def test_bad_arrays(array):
     with pytest.raises(ImageError):
         load_image(array)
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("previous")
-
-    def explode(tmp):
-        tmp.write_text("half")
-        raise RuntimeError("killed mid-write")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(target, explode)
-    assert target.read_text() == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

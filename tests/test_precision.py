@@ -26,6 +26,7 @@ def _model(name: str):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_bf16_probabilities_within_1e2_of_fp32(name, image):
     model = _model(name)
     full = ovparts.Segmenter(model, keep_scores=True)(image, VOCAB)
@@ -36,6 +37,7 @@ def test_bf16_probabilities_within_1e2_of_fp32(name, image):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_second_call_with_same_vocabulary_runs_no_text_encoder(name, image):
     model = _model(name)
     segmenter = ovparts.Segmenter(model)

@@ -1,4 +1,4 @@
-"""Reading images from anything a user may hand us, and writing outputs without leaving half-written files."""
+"""Reading images from anything a user may hand us (writing outputs is ``ovparts.output_files``)."""
 
 from __future__ import annotations
 
@@ -150,19 +150,3 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     image = Image.fromarray(np.ascontiguousarray(array))
     return image.convert("RGB")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file
-    (``ovparts.outputs.atomic_write``: recognisable temp names, one sentence on failure)."""
-    from .outputs import atomic_write as write_atomically  # noqa: PLC0415
-
-    write_atomically(path, write)
-
-
-def save_png(path: str | os.PathLike, image: Image.Image) -> None:
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-def save_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -8,6 +8,7 @@ never holds a full P x H x W float tensor unless the caller asks for the scores.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,17 +63,23 @@ def sigmoid_logits(logits: PartLogits) -> PartLogits:
 
     For checkpoints whose official post-processing applies the sigmoid before the resize to the photo.
     """
+    return _as_probabilities(logits, lambda tensor: torch.sigmoid(tensor.float()))
 
-    def act(tensor: torch.Tensor | None) -> torch.Tensor | None:
-        return None if tensor is None else torch.sigmoid(tensor.float())
+
+def _as_probabilities(logits: PartLogits, convert: Callable[[torch.Tensor], torch.Tensor]) -> PartLogits:
+    """``logits`` with every score tensor (parts, background, objects, object background) passed through
+    ``convert``, which turns it into probabilities (activation "identity"); absent channels stay absent."""
+
+    def apply(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else convert(tensor)
 
     return PartLogits(
-        parts=act(logits.parts),
-        background=act(logits.background),
-        objects=act(logits.objects),
+        parts=apply(logits.parts),
+        background=apply(logits.background),
+        objects=apply(logits.objects),
         activation="identity",
         extras=logits.extras,
-        object_background=act(logits.object_background),
+        object_background=apply(logits.object_background),
     )
 
 
@@ -233,9 +240,7 @@ class Segmenter:
         for y, x in boxes:
             count[y : y + win_h, x : x + win_w] += 1
 
-        def fold(logits: torch.Tensor | None) -> torch.Tensor | None:
-            if logits is None:
-                return None
+        def fold(logits: torch.Tensor) -> torch.Tensor:
             merged = torch.zeros(1, logits.shape[1], spec.canvas, spec.canvas, device=logits.device)
             for start in range(0, logits.shape[1], UPSAMPLE_CHUNK):
                 part = logits[:, start : start + UPSAMPLE_CHUNK].float()
@@ -254,14 +259,7 @@ class Segmenter:
 
         if out.activation not in ("sigmoid", "identity"):
             raise ValueError("Sliding-window inference needs per-class (sigmoid) scores, not a softmax.")
-        return PartLogits(
-            parts=fold(out.parts),
-            background=fold(out.background),
-            objects=fold(out.objects),
-            activation="identity",
-            extras=out.extras,
-            object_background=fold(out.object_background),
-        )
+        return _as_probabilities(out, fold)
 
     @torch.inference_mode()
     def __call__(

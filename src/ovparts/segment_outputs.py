@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .outputs import OutputError
+from .output_files import OutputError
 
 OUTPUT_SUFFIXES = (".parts.png", ".overlay.png", ".json")
 RECORD_KEY = "ovparts_output"

@@ -21,6 +21,8 @@ from .errors import VocabularyError
 from .text.templates import TEMPLATE_SETS
 
 BENCHMARKS = ("pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood")
+"""The benchmarks, the one list every command, reader registry and error message reads (a class table
+``data/tables/<name>.json`` and a reader in ``ovparts.data`` exist for each)."""
 RESERVED_CHARACTERS = ":;,\n"
 POSSESSIVE = "'s "
 
@@ -60,6 +62,15 @@ def _unique_in_order(items: Iterable[str], official: bool) -> tuple[str, ...]:
     """Official checkpoints index classes by Python's sorted() order; we default to first appearance."""
     seen = dict.fromkeys(items)
     return tuple(sorted(seen)) if official else tuple(seen)
+
+
+def _positions(names: Iterable[str], among: Sequence[str], missing: int | None = None) -> np.ndarray:
+    """The int64 index of each name in ``among``: the index maps below are all this lookup; a name not in
+    ``among`` is ``missing`` when given, else a ``KeyError`` (a vocabulary's own tables always contain it)."""
+    index = {name: i for i, name in enumerate(among)}
+    if missing is None:
+        return np.array([index[name] for name in names], dtype=np.int64)
+    return np.array([index.get(name, missing) for name in names], dtype=np.int64)
 
 
 class Vocabulary:
@@ -253,26 +264,22 @@ class Vocabulary:
     @cached_property
     def part_to_object(self) -> np.ndarray:
         """(P,) index into ``objects`` for every part."""
-        index = {o: i for i, o in enumerate(self.objects)}
-        return np.array([index[p.object] for p in self.parts], dtype=np.int64)
+        return _positions((p.object for p in self.parts), self.objects)
 
     @cached_property
     def part_to_generalized(self) -> np.ndarray:
         """(P,) index into ``generalized_parts`` for every part."""
-        index = {g: i for i, g in enumerate(self.generalized_parts)}
-        return np.array([index[p.part] for p in self.parts], dtype=np.int64)
+        return _positions((p.part for p in self.parts), self.generalized_parts)
 
     @cached_property
     def part_to_part_object(self) -> np.ndarray:
         """(P,) index into ``part_objects`` for every part."""
-        index = {o: i for i, o in enumerate(self.part_objects)}
-        return np.array([index[p.object] for p in self.parts], dtype=np.int64)
+        return _positions((p.object for p in self.parts), self.part_objects)
 
     @cached_property
     def object_to_part_object(self) -> np.ndarray:
         """(O,) index into ``part_objects`` for every object, -1 for objects without parts."""
-        index = {o: i for i, o in enumerate(self.part_objects)}
-        return np.array([index.get(o, -1) for o in self.objects], dtype=np.int64)
+        return _positions(self.objects, self.part_objects, missing=-1)
 
     def parts_of(self, obj: str | int) -> list[int]:
         """Ids of the parts of an object, given by name or object id."""

@@ -77,6 +77,7 @@ def test_encoder_flop_rate_measured_once_per_model_against_matmul(report):
             assert "encoder_flops" not in row
 
 
+@pytest.mark.slow
 def test_isolated_process_run(tmp_path):
     out = tmp_path / "one.json"
     args = ["benchmark", "--size", "tiny", "--model", "catseg", "--classes", "2", "--repeats", "1"]
@@ -86,6 +87,7 @@ def test_isolated_process_run(tmp_path):
     assert row["peak_rss_bytes"] > 0 and "peers" not in row and "images_per_s" not in row
 
 
+@pytest.mark.slow
 def test_isolated_workers_alternate_with_peers(tmp_path):
     """Separate worker processes per variant, two rounds each: every side has its own peak and two times."""
     out = tmp_path / "two.json"
@@ -131,6 +133,7 @@ def test_unknown_model_is_one_sentence():
     assert result.exit_code == 2 and "No benchmark for model 'nope'" in result.output
 
 
+@pytest.mark.slow
 def test_compile_flag_compiles_ovparts_and_reports_the_first_call(tmp_path):
     out = tmp_path / "compiled.json"
     args = ["benchmark", "--size", "tiny", "--model", "clipseg", "--classes", "2", "--repeats", "1"]

@@ -101,6 +101,7 @@ def test_cuda_precision_choice(monkeypatch, bf16):
     assert preferred_precision("cuda") == ("bf16" if bf16 else "fp16")
 
 
+@pytest.mark.slow
 def test_reduced_precision_benchmark_reports_its_speedup_against_fp32(tmp_path):
     out = tmp_path / "bf16.json"
     args = ["benchmark", "--size", "tiny", "--model", "catseg", "--classes", "3", "--repeats", "2"]

@@ -1,16 +1,15 @@
-"""COCO segmentation decoding: our pure-Python fallback agrees with pycocotools."""
+"""COCO segmentation decoding: our pure-Python fallback agrees with pycocotools (the RLE codec itself is
+tested in test_coco_rle.py)."""
 
 import numpy as np
 import pytest
 
-from ovparts.data import masks
-from ovparts.data.masks import (
-    _decode_counts_string,
-    _polygons_to_mask,
-    _runs_to_mask,
-    encode_rle,
-    segmentation_to_mask,
-)
+from ovparts.data import coco_rle, masks
+from ovparts.data.masks import _polygons_to_mask, segmentation_to_mask
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    return coco_rle.encode(mask, compressed=False)
 
 
 def blob(h=23, w=31, seed=0):
@@ -28,15 +27,14 @@ def test_uncompressed_rle_round_trip():
     assert np.array_equal(segmentation_to_mask(encode_rle(starts_with_one), 4, 5), starts_with_one)
 
 
-def test_compressed_rle_fallback_matches_pycocotools():
+def test_compressed_rle_fallback_matches_pycocotools(monkeypatch):
     coco = pytest.importorskip("pycocotools.mask")
     mask = blob(seed=1)
     rle = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"].decode()
-    assert np.array_equal(_runs_to_mask(_decode_counts_string(counts), *mask.shape).astype(bool), mask)
-    assert np.array_equal(
-        segmentation_to_mask({"size": list(mask.shape), "counts": counts}, *mask.shape), mask
-    )
+    segmentation = {"size": list(mask.shape), "counts": rle["counts"].decode()}
+    assert np.array_equal(segmentation_to_mask(segmentation, *mask.shape), mask)
+    monkeypatch.setattr(masks, "_coco_mask", None)
+    assert np.array_equal(segmentation_to_mask(segmentation, *mask.shape), mask)
 
 
 def test_polygon_fallback_is_close_to_pycocotools():
@@ -52,6 +50,8 @@ def test_fallback_path_without_pycocotools(monkeypatch):
     monkeypatch.setattr(masks, "_coco_mask", None)
     mask = blob(seed=2)
     assert np.array_equal(segmentation_to_mask(encode_rle(mask), *mask.shape), mask)
+    compact = coco_rle.encode(mask)
+    assert np.array_equal(segmentation_to_mask(compact, *mask.shape), mask)
     assert segmentation_to_mask([[2, 2, 10, 2, 10, 10, 2, 10]], 12, 12)[5, 5]
 
 

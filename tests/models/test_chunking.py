@@ -42,6 +42,7 @@ def _tiny_partcatseg(class_chunk, state=None):
 PARTCATSEG_VOCAB = "dog: head, leg; cat: head, leg; cow: head, leg"
 
 
+@pytest.mark.slow
 def test_partcatseg_auto_fixed_and_unchunked_give_the_same_logits(monkeypatch):
     vocab = ovparts.Vocabulary.parse(PARTCATSEG_VOCAB)
     whole = _tiny_partcatseg(0)
@@ -57,6 +58,7 @@ def test_partcatseg_auto_fixed_and_unchunked_give_the_same_logits(monkeypatch):
                 torch.testing.assert_close(got[key], expected[key], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_partcatseg_auto_chunk_follows_free_memory(monkeypatch):
     vocab = ovparts.Vocabulary.parse(PARTCATSEG_VOCAB)
     model = _tiny_partcatseg("auto")

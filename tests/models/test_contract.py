@@ -18,6 +18,7 @@ from ovparts.inference import Segmenter
 from ovparts.models import chunking
 from ovparts.models.base import PartLogits, SegmenterDefaults
 from ovparts.models.registry import model_spec
+from ovparts.text import disk_cache
 from ovparts.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.parse("cat: head, tail; dog: leg")
@@ -57,8 +58,14 @@ def test_the_vocabulary_is_encoded_once_until_the_cache_is_cleared(tiny):
     again = model.encode_vocabulary(VOCAB)
     assert text_encoder_calls(model) == calls  # served from the cache
     model.clear_vocabulary_cache()
-    fresh = model.encode_vocabulary(VOCAB)
+    from_disk = model.encode_vocabulary(VOCAB)
+    assert text_encoder_calls(model) == calls  # the on-disk cache answers a new process's question
+    model.clear_vocabulary_cache()
+    with disk_cache.disabled():
+        fresh = model.encode_vocabulary(VOCAB)
     assert text_encoder_calls(model) > calls  # encoded again from scratch
+    for a, b in zip(_tensors(first), _tensors(from_disk), strict=True):
+        assert torch.equal(a, b)
     for a, b, c in zip(_tensors(first), _tensors(again), _tensors(fresh), strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
 

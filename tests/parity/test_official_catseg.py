@@ -15,6 +15,9 @@ from ovparts.methods.catseg.convert import convert_catseg_checkpoint
 
 from .official import OfficialCase, assert_close, assert_same_labels
 
+pytestmark = pytest.mark.slow
+
+
 CASES = ["catseg_cvpr", "catseg_old"]
 
 

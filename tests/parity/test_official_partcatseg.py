@@ -16,6 +16,9 @@ from ovparts.methods.partcatseg.convert import convert_partcatseg_checkpoint
 
 from .official import OfficialCase, assert_close, assert_same_labels
 
+pytestmark = pytest.mark.slow
+
+
 CASES = ["partcatseg_voc"]
 
 

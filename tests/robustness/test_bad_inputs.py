@@ -88,7 +88,14 @@ def test_arrays_through_api(case, segmenter):
 
 
 # ------------------------------------------------------------------ vocabularies
-@pytest.mark.parametrize("case", VOCAB_CASES, ids=lambda c: c.name)
+# The 10,000-object vocabulary is encoded in full (tens of seconds here): slow, so `make test` runs it.
+VOCABS = [
+    pytest.param(case, marks=pytest.mark.slow) if case.name == "ten-thousand-names" else case
+    for case in VOCAB_CASES
+]
+
+
+@pytest.mark.parametrize("case", VOCABS, ids=lambda c: c.name)
 def test_vocabularies_through_api(case, segmenter):
     image = np.full((16, 24, 3), 90, np.uint8)
     if case.expect == OK:
@@ -101,7 +108,7 @@ def test_vocabularies_through_api(case, segmenter):
         assert one_sentence(str(info.value))
 
 
-@pytest.mark.parametrize("case", VOCAB_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", VOCABS, ids=lambda c: c.name)
 def test_vocabularies_through_cli(case, tmp_path, small_image):
     out = tmp_path / "out"
     result = run_cli("segment", small_image, "--vocab", case.text(), "--config", "tiny", "--out", out)

@@ -1,9 +1,9 @@
 """Every output case through the CLI: a result that loses nothing of the user's, or one sentence and exit
-code 2 before any work; plus the pieces behind them (temp files on SIGTERM, write errors, bit depth)."""
+code 2 before any work; plus label PNG bit depth and a batch stopped by SIGTERM. The writing pieces behind
+them (atomic writes, temp names, write errors) are tested in tests/test_output_files.py."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -15,15 +15,7 @@ from PIL import Image
 
 import ovparts
 from ovparts.cli import main
-from ovparts.errors import ConfigError, OvpartsError
-from ovparts.outputs import (
-    TEMP_PATTERN,
-    OutputError,
-    atomic_write,
-    check_output_dir,
-    check_output_file,
-    terminate_cleanly,
-)
+from ovparts.errors import ConfigError
 from ovparts.visualize import label_png
 
 from .corpus_outputs import BAD_THRESHOLDS, GOOD_THRESHOLDS, OK, OUTPUT_CASES, photo, snapshot
@@ -81,64 +73,6 @@ def test_edge_thresholds_accepted(value):
     assert ovparts.Segmenter(model, background_threshold=value).background_threshold == value
 
 
-# ------------------------------------------------------------------ no silent loss: the pieces
-def test_sigterm_mid_write_removes_the_temp_file(tmp_path):
-    target = tmp_path / "x.json"
-
-    def write(tmp):
-        tmp.write_bytes(b"half")
-        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread at the next bytecode
-        for _ in range(1000):
-            pass
-
-    with pytest.raises(SystemExit) as info, terminate_cleanly():
-        atomic_write(target, write)
-    assert info.value.code == 128 + signal.SIGTERM
-    assert list(tmp_path.iterdir()) == [], "the temp file (or a half output) was left behind"
-    assert signal.getsignal(signal.SIGTERM) is not None
-
-
-def test_temp_names_match_the_cleanup_pattern(tmp_path):
-    seen = []
-    atomic_write(tmp_path / "a.parts.png", lambda tmp: seen.append(tmp.name) or tmp.write_bytes(b"x"))
-    assert TEMP_PATTERN.match(seen[0]), seen[0]
-    assert not TEMP_PATTERN.match(".a.parts.png.abcd1234.png")  # the old, ambiguous naming is not ours
-
-
-@pytest.mark.parametrize(
-    ("code", "words"),
-    [
-        (errno.ENOSPC, "no space left"),
-        (errno.EROFS, "read-only"),
-        (errno.EACCES, "not writable"),
-        (errno.EIO, "cannot be written"),
-    ],
-)
-def test_write_failures_are_one_sentence(tmp_path, monkeypatch, code, words):
-    def failing(_fd):
-        raise OSError(code, os.strerror(code))
-
-    monkeypatch.setattr("ovparts.outputs.os.fsync", failing)
-    with pytest.raises(OutputError) as info:
-        check_output_dir(tmp_path / "out")
-    assert words in str(info.value) and one_sentence(str(info.value))
-    assert isinstance(info.value, OvpartsError)
-
-    def full(tmp):
-        raise OSError(code, os.strerror(code))
-
-    with pytest.raises(OutputError):
-        atomic_write(tmp_path / "x.json", full)
-    assert not [p for p in tmp_path.iterdir() if p.name != "out"], "a failed write left a file"
-
-
-def test_output_checks_make_no_folder(tmp_path):
-    check_output_dir(tmp_path / "a" / "b")
-    assert not (tmp_path / "a").exists()
-    with pytest.raises(OutputError, match="folder, not a file"):
-        check_output_file(tmp_path)
-
-
 def test_evaluate_refuses_an_unwritable_report_before_loading_data(tmp_path):
     (tmp_path / "report.json").mkdir()
     result = CliRunner().invoke(
@@ -178,6 +112,7 @@ def test_segment_json_states_the_no_part_value(tmp_path):
     assert Image.open(tmp_path / "out" / "cat.parts.png").mode == "I;16"
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_leaves_no_temp_file(tmp_path):
     """A real ``ovparts segment`` batch, stopped by SIGTERM while it writes: exit 143, no temp file left,
     and every JSON present is a complete or pending record (never a half-written file)."""

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ovparts.data import coco_rle
 from ovparts.serve import Limits, ServedModel, create_app
-from ovparts.serve import rle as coco_rle
 
 from .conftest import encode
 
@@ -89,6 +89,7 @@ def test_json_base64_with_coco_rle(client, chelsea, chelsea_jpeg):
         np.testing.assert_array_equal(coco_rle.decode(segment["rle"]), label == segment["id"])
 
 
+@pytest.mark.slow
 def test_benchmark_vocabulary_and_no_label_map(client, chelsea_jpeg):
     from ovparts import Vocabulary
 

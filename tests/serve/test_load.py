@@ -12,6 +12,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
 
 
+@pytest.mark.slow
 def test_short_load_run_has_no_errors_and_bounded_memory():
     pytest.importorskip("psutil", reason="the load test needs psutil (the dev extra)")
     command = [sys.executable, str(SCRIPT), "--clients", "4", "--duration", "3", "--warmup", "3"]

@@ -3,9 +3,13 @@
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from .conftest import PYTHON, child_env
+
+pytestmark = pytest.mark.slow
+
 
 WORKER = Path(__file__).with_name("worker.py")
 

@@ -8,11 +8,15 @@ engine trains (loss, gradients, optimiser, data, labels all wired right), not ze
 
 import lightning.pytorch as pl
 import numpy as np
+import pytest
 
 import ovparts
 from ovparts.data import load_dataset
 from ovparts.training import train
 from ovparts.training.runner import build_model
+
+pytestmark = pytest.mark.slow
+
 
 STEPS = 100
 

@@ -5,10 +5,14 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from .conftest import PYTHON, child_env
+
+pytestmark = pytest.mark.slow
+
 
 STEPS = 8
 

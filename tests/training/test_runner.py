@@ -16,6 +16,7 @@ from ovparts.training.config import RECIPE_DIR, load_recipe
 TINY_RECIPE_MODEL = load_recipe(RECIPE_DIR / "tiny.yaml").model.name
 
 
+@pytest.mark.slow
 def test_short_run_logs_checkpoints_and_exports(tiny_recipe, tmp_path):
     recipe = tiny_recipe(
         "trainer.max_steps=4",
@@ -58,6 +59,7 @@ def test_train_command_bad_override_is_one_sentence():
 
 
 @pytest.mark.parametrize("name", [n for n in ovparts.available_models() if n != TINY_RECIPE_MODEL])
+@pytest.mark.slow
 def test_every_method_runs_a_few_steps_and_exports(tiny_recipe, name):
     """Adding a method needs no change to the engine: its tiny config trains (in bf16 mixed precision, which
     CPUs run too), evaluates and exports."""

@@ -31,6 +31,24 @@ def main() -> None:
     """
 
 
+def _turn_off_text_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from ..text import disk_cache
+
+        disk_cache.set_enabled(False)
+
+
+def no_text_cache_option(command):  # noqa: ANN001, ANN201 - a click decorator
+    """``--no-text-cache``: encode every vocabulary afresh and write nothing to ``$OVPARTS_HOME/text``."""
+    return click.option(
+        "--no-text-cache",
+        is_flag=True,
+        expose_value=False,
+        callback=_turn_off_text_cache,
+        help="Do not read or write encoded vocabularies on disk ($OVPARTS_HOME/text); same as OVPARTS_TEXT_CACHE=0.",
+    )(command)
+
+
 def build_vocabulary(vocab: str | None, benchmark: str | None):
     from ..vocabulary import Vocabulary
 
@@ -39,14 +57,24 @@ def build_vocabulary(vocab: str | None, benchmark: str | None):
     return Vocabulary.parse(vocab) if vocab is not None else Vocabulary.from_benchmark(benchmark)
 
 
+def rank_zero() -> bool:
+    """Whether this process prints and writes: rank 0 of a distributed run (Lightning's launcher, torchrun or
+    SLURM set these variables), or a plain process."""
+    import os
+
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def _register_commands() -> None:
     from .benchmark import benchmark
     from .convert import convert_group
+    from .data_download import data_download
     from .evaluate import COMMANDS as EVALUATE_COMMANDS
     from .models import list_models
     from .segment import segment
     from .serve import serve
     from .train import COMMANDS as TRAIN_COMMANDS
+    from .weights import weights_group
 
     for command in (
         segment,
@@ -56,8 +84,10 @@ def _register_commands() -> None:
         convert_group,
         *TRAIN_COMMANDS,
         benchmark,
+        weights_group,
     ):
         main.add_command(command)
+    main.commands["data"].add_command(data_download)
 
 
 _register_commands()

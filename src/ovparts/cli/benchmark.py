@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 
@@ -94,7 +95,7 @@ def benchmark(
         run_benchmark,
     )
     from ..errors import ConfigError
-    from ..outputs import atomic_write, check_output_file
+    from ..output_files import check_output_file
     from ..validation import check_device
 
     check_device(device)
@@ -109,8 +110,12 @@ def benchmark(
     if any(k < 1 for k in classes) or repeats < 1 or batch < 1:
         raise ConfigError("--classes, --repeats and --batch must be positive.")
     if profile:
+        from ..benchmarking.profile import format_profile_markdown
+
         profiles = _profile(models, size, classes or DEFAULT_CLASSES, device, repeats, precision, threads)
-        _write_profiles(profiles, json_path, markdown_path)
+        _write_results(
+            profiles, json_path, markdown_path, lambda: "\n\n".join(map(format_profile_markdown, profiles))
+        )
         return
     options = BenchmarkOptions(
         models=models or known,
@@ -130,12 +135,7 @@ def benchmark(
     )
     report = run_benchmark(options)
     click.echo(format_table(report))
-    if json_path:
-        text = json.dumps(report, indent=2)
-        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "--json")
-    if markdown_path:
-        table = format_markdown(report) + "\n"
-        atomic_write(markdown_path, lambda tmp: tmp.write_text(table, encoding="utf-8"), "--markdown")
+    _write_results(report, json_path, markdown_path, lambda: format_markdown(report))
 
 
 def _profile(
@@ -172,13 +172,13 @@ def _profile(
     return profiles
 
 
-def _write_profiles(profiles: list[dict], json_path: str | None, markdown_path: str | None) -> None:
-    from ..benchmarking.profile import format_profile_markdown
-    from ..outputs import atomic_write
+def _write_results(
+    data: object, json_path: str | None, markdown_path: str | None, markdown: Callable[[], str]
+) -> None:
+    """``--json`` and ``--markdown``, each written atomically (a killed run never leaves half a table)."""
+    from ..output_files import write_text
 
     if json_path:
-        text = json.dumps(profiles, indent=2)
-        atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"), "--json")
+        write_text(json_path, json.dumps(data, indent=2), "--json")
     if markdown_path:
-        table = "\n\n".join(format_profile_markdown(p) for p in profiles) + "\n"
-        atomic_write(markdown_path, lambda tmp: tmp.write_text(table, encoding="utf-8"), "--markdown")
+        write_text(markdown_path, markdown() + "\n", "--markdown")

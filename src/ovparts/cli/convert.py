@@ -1,11 +1,74 @@
-"""Click commands that wrap the converters; the main CLI mounts them under `ovparts convert`."""
+"""`ovparts convert <method>`: one command per registered model with a converter, made from its converter.
+
+The commands are built when the group is used, from the registry (a method with a converter gets its
+command with no change here): ``CHECKPOINT OUT_DIR [--tokenizer ...]``, plus ``--config NAME`` for converters
+that take a base config. ``convert_<method>`` names the command of a method, for callers that mount one.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..convert.converter import Converter
 
-@click.group("convert")
+
+def converter_command(converter: Converter) -> click.Command:
+    """``ovparts convert NAME CHECKPOINT OUT_DIR [--tokenizer ...] [--config NAME]`` for one converter."""
+
+    def run(checkpoint: str, out_dir: str, tokenizer: str, **options: Any) -> None:
+        from ..convert import write_checkpoint  # noqa: PLC0415
+
+        options = converter.resolve_options(options)  # an unknown --config before the file is read
+        conversion = converter.convert(converter.read(checkpoint), **options)
+        click.echo(conversion.report())
+        for line in conversion.warnings():
+            click.echo(line, err=True)
+        path = write_checkpoint(conversion, out_dir, tokenizer, source=checkpoint)
+        click.echo(converter.saved.format(out_dir=out_dir, path=path, method=converter.method))
+
+    params: list[click.Parameter] = [
+        click.Argument(["checkpoint"], type=click.Path(dir_okay=False)),
+        click.Argument(["out_dir"], type=click.Path(file_okay=False)),
+        click.Option(
+            ["--tokenizer"],
+            default=converter.default_tokenizer,
+            show_default=True,
+            help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
+        ),
+    ]
+    if converter.base_config is not None:
+        params.append(
+            click.Option(
+                ["--config", "base_config"],
+                default=converter.base_config,
+                show_default=True,
+                help=f"Named {converter.method} config for what shapes cannot tell (attention heads, CLIP "
+                "layers read).",
+            )
+        )
+    return click.Command(converter.method, callback=run, params=params, help=converter.help)
+
+
+class ConvertGroup(click.Group):
+    """The `convert` group, whose commands come from the model registry (read only when the group runs)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from ..convert import available_converters  # noqa: PLC0415
+
+        return sorted(available_converters())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from ..convert import available_converters, converter_for  # noqa: PLC0415
+
+        if cmd_name not in available_converters():
+            return None
+        return converter_command(converter_for(cmd_name))
+
+
+@click.group("convert", cls=ConvertGroup)
 def convert_group() -> None:
     """Convert official checkpoints (.pth) into ovparts folders (safetensors + config.json).
 
@@ -13,112 +76,12 @@ def convert_group() -> None:
     """
 
 
-def converter_command(name: str, default_tokenizer: str):
-    """``ovparts convert NAME CHECKPOINT OUT_DIR [--tokenizer ...]``: the arguments every converter takes."""
+def __getattr__(name: str) -> click.Command:
+    """``convert_<method>``: the command of one method (e.g. ``convert_catseg``), made from its converter."""
+    if name.startswith("convert_") and name != "convert_group":
+        from ..convert import available_converters, converter_for  # noqa: PLC0415
 
-    def decorate(function):
-        function = click.option(
-            "--tokenizer",
-            default=default_tokenizer,
-            show_default=True,
-            help="Folder or hub id with the CLIP tokenizer files to store beside the weights.",
-        )(function)
-        function = click.argument("out_dir", type=click.Path(file_okay=False))(function)
-        function = click.argument("checkpoint", type=click.Path(dir_okay=False))(function)
-        return convert_group.command(name)(function)
-
-    return decorate
-
-
-@converter_command("catseg", "openai/clip-vit-base-patch16")
-def convert_catseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
-    """Convert an official CAT-Seg checkpoint (CVPR 2024 or old release, .pth) into OUT_DIR.
-
-    \b
-    Example:
-      ovparts convert catseg model_base.pth catseg-vitb/
-      ovparts segment photo.jpg --model catseg --weights catseg-vitb/ --vocab "cat: head, ear"
-    """
-    from ..methods.catseg.convert import convert_catseg_checkpoint
-
-    result = convert_catseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
-    click.echo(result.report())
-    click.echo(f"Saved to {out_dir}.")
-
-
-@converter_command("partclipseg", "CIDAS/clipseg-rd64-refined")
-@click.option(
-    "--config",
-    "base_config",
-    default="default",
-    show_default=True,
-    help="Named partclipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
-)
-def convert_partclipseg(checkpoint: str, out_dir: str, tokenizer: str, base_config: str) -> None:
-    """Convert an official PartCLIPSeg checkpoint (e.g. partclipseg_voc_oracle.pth) into OUT_DIR.
-
-    OUT_DIR then loads with `--model partclipseg --weights OUT_DIR`; it keeps the official class order and
-    object-embedding index (faithful=true in its config.json), which the published weights depend on.
-    """
-    from ..errors import CheckpointError
-    from ..methods.partclipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
-    from ..methods.partclipseg.model import CONFIGS
-
-    if base_config not in CONFIGS:
-        raise CheckpointError(
-            f"Unknown partclipseg config {base_config!r}; choose from {', '.join(CONFIGS)}."
-        )
-    conversion = convert_state_dict(read_official_checkpoint(checkpoint), CONFIGS[base_config])
-    click.echo(conversion.summary())
-    if conversion.unconsumed:
-        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
-    path = write_checkpoint(conversion, out_dir, tokenizer)
-    click.echo(f"Wrote {path} (load it with --model partclipseg --weights {path}).")
-
-
-@converter_command("partcatseg", "openai/clip-vit-base-patch16")
-def convert_partcatseg(checkpoint: str, out_dir: str, tokenizer: str) -> None:
-    """Convert an official PartCATSeg checkpoint (.pth, CLIP + DINOv2 + aggregator) into OUT_DIR.
-
-    \b
-    Example:
-      ovparts convert partcatseg partcatseg_voc.pth partcatseg-voc/
-      ovparts segment photo.jpg --model partcatseg --weights partcatseg-voc/ --vocab "cat: head, ear"
-    """
-    from ..methods.partcatseg.convert import convert_partcatseg_checkpoint
-
-    result = convert_partcatseg_checkpoint(checkpoint, out_dir, tokenizer=tokenizer)
-    click.echo(result.report())
-    click.echo(f"Saved to {out_dir}.")
-
-
-@converter_command("clipseg", "CIDAS/clipseg-rd64-refined")
-@click.option(
-    "--config",
-    "base_config",
-    default="ov-parts",
-    show_default=True,
-    help="Named clipseg config for what shapes cannot tell (attention heads, CLIP layers read).",
-)
-def convert_clipseg(checkpoint: str, out_dir: str, tokenizer: str, base_config: str) -> None:
-    """Convert an OV-PARTS CLIPSeg baseline checkpoint (.pth with clipseg_model. keys) into OUT_DIR.
-
-    The visual adapter and the learned non-object (background) vector come with it.
-
-    \b
-    Example:
-      ovparts convert clipseg clipseg_voc.pth clipseg-ovparts-voc/
-      ovparts segment photo.jpg --model clipseg --weights clipseg-ovparts-voc/ --vocab "cat: head, ear"
-    """
-    from ..errors import CheckpointError
-    from ..methods.clipseg.convert import convert_state_dict, read_official_checkpoint, write_checkpoint
-    from ..methods.clipseg.model import CONFIGS
-
-    if base_config not in CONFIGS:
-        raise CheckpointError(f"Unknown clipseg config {base_config!r}; choose from {', '.join(CONFIGS)}.")
-    conversion = convert_state_dict(read_official_checkpoint(checkpoint), CONFIGS[base_config])
-    click.echo(conversion.summary())
-    if conversion.unconsumed:
-        click.echo(f"Warning: not converted: {', '.join(conversion.unconsumed)}", err=True)
-    path = write_checkpoint(conversion, out_dir, tokenizer)
-    click.echo(f"Wrote {path} (load it with --model clipseg --weights {path}).")
+        method = name[len("convert_") :]
+        if method in available_converters():
+            return converter_command(converter_for(method))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

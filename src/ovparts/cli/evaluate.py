@@ -13,7 +13,11 @@ from typing import Any
 
 import click
 
-from ..errors import EXIT_USER_ERROR
+from ..errors import EXIT_USER_ERROR, ConfigError
+from ..evaluation.choices import BOUNDARY_MODES, PROTOCOLS, STRATEGIES
+from ..evaluation.rules import RULES
+from ..vocabulary import BENCHMARKS
+from . import no_text_cache_option, rank_zero
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -25,19 +29,16 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
 
 
 @click.command("evaluate")
+@no_text_cache_option
+@click.option("--model", "model_name", default=None, help="Model name; see `ovparts models`.")
 @click.option(
-    "--model", "model_name", required=True, help="Model name, e.g. clipseg, catseg, partclipseg, partcatseg."
-)
-@click.option(
-    "--weights", default=None, help="Checkpoint folder or hub id (default: the model's own default)."
+    "--weights", default=None, help="Checkpoint folder, published name (`ovparts weights list`) or hub id."
 )
 @click.option("--config", "model_config", default=None, help="Model config name, e.g. 'tiny' for tests.")
-@click.option(
-    "--dataset", required=True, help="pascal_part_116, ade20k_part_234, partimagenet or partimagenet_ood."
-)
+@click.option("--dataset", default=None, help=f"Benchmark: {', '.join(BENCHMARKS)}.")
 @click.option(
     "--root",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder holding the dataset (or the dataset folder itself).",
 )
@@ -46,21 +47,21 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     "--protocol",
     default="oracle_obj",
     show_default=True,
-    type=click.Choice(["oracle_obj", "pred_all", "pred_obj"]),
+    type=click.Choice(PROTOCOLS),
     help="What the model is told about objects.",
 )
 @click.option(
     "--average",
     default="ovparts",
     show_default=True,
-    type=click.Choice(["ovparts", "ov_parts", "partclipseg", "partcatseg"]),
-    help="Averaging rule; the last three reproduce the official evaluators.",
+    type=click.Choice(tuple(RULES)),
+    help="Averaging rule; all but 'ovparts' reproduce an official evaluator (docs/evaluation.md).",
 )
 @click.option(
     "--boundary",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "none", "per_class", "d2_compat", "both"]),
+    type=click.Choice(BOUNDARY_MODES),
     help="Boundary IoU: per-class (Cheng et al.) and/or PartCLIPSeg's whole-map variant.",
 )
 @click.option(
@@ -72,20 +73,54 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     "--strict", is_flag=True, help="Fail at the first bad file instead of skipping and counting it."
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N images.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--device", default="cpu", show_default=True, help="cpu, cuda, mps: the kind of device to run on."
+)
 @click.option(
     "--save-predictions",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder for predicted part maps (uint16 PNG, 65535 = no part).",
+    help="Folder for predicted part maps (uint16 PNG, 65535 = no part), written as they are made.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Reuse the predictions this run's settings already saved in --save-predictions (continue a killed run).",
+)
+@click.option(
+    "--from-predictions",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Score the predictions a run saved in this folder with --average; no model is loaded.",
+)
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes (devices) per node.",
+)
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines.")
+@click.option(
+    "--strategy",
+    default="ddp",
+    show_default=True,
+    type=click.Choice(STRATEGIES),
+    help="How ranks run: one process per device (torchrun and SLURM are detected).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Loader processes decoding data per rank [default: 0 on one device, 2 per rank otherwise].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def evaluate_command(
-    model_name: str,
+    model_name: str | None,
     weights: str | None,
     model_config: str | None,
-    dataset: str,
-    root: Path,
+    dataset: str | None,
+    root: Path | None,
     split: str,
     protocol: str,
     average: str,
@@ -97,37 +132,76 @@ def evaluate_command(
     limit: int | None,
     device: str,
     save_predictions: Path | None,
+    resume: bool,
+    from_predictions: Path | None,
+    devices: int,
+    num_nodes: int,
+    strategy: str,
+    workers: int | None,
     no_progress: bool,
 ) -> None:
-    """Score a model on a benchmark and print seen / unseen / harmonic mIoU."""
+    """Score a model on a benchmark and print seen / unseen / harmonic mIoU.
+
+    \b
+    Examples:
+      ovparts evaluate --model METHOD --dataset pascal_part_116 --root datasets --save-predictions preds
+      ovparts evaluate ... --save-predictions preds --resume      # continue a killed run
+      ovparts evaluate --from-predictions preds --average ov_parts   # re-score, no model
+      ovparts evaluate ... --devices 2                             # two processes, same report
+    """
     from ..data import load_dataset
-    from ..evaluation import evaluate
-    from ..outputs import check_output_dir, check_output_file
+    from ..evaluation import evaluate, evaluate_predictions
+    from ..output_files import check_output_dir, check_output_file
 
     if out is not None:  # a report that cannot be written is refused now, not after the evaluation
         check_output_file(out)
-    if save_predictions is not None:
-        check_output_dir(save_predictions, "--save-predictions")
-    data = load_dataset(dataset, root, split=split, strict=strict)
-    segmenter = build_segmenter(model_name, weights, model_config, device)
-    report = evaluate(
-        segmenter,
-        data,
-        protocol=protocol,
-        average=average,
-        boundary=boundary,
-        trained_on=trained_on,
-        limit=limit,
-        strict=strict,
-        progress=not no_progress,
-        save_predictions=save_predictions,
-        extra_config={
-            "model": model_name,
-            "weights": weights,
-            "model_config": model_config,
-            "device": device,
-        },
-    )
+    placement = {
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy,
+        "accelerator": accelerator_of(device),
+        "num_workers": workers,
+        "progress": not no_progress,
+    }
+    if from_predictions is not None:
+        if model_name is not None or save_predictions is not None or resume:
+            raise ConfigError(
+                "--from-predictions scores saved predictions without a model; drop --model, "
+                "--save-predictions and --resume."
+            )
+        report = evaluate_predictions(
+            from_predictions, average, dataset=dataset, root=root, boundary=boundary, **placement
+        )
+    else:
+        if model_name is None or dataset is None or root is None:
+            raise ConfigError("Give --model, --dataset and --root (or --from-predictions FOLDER).")
+        if save_predictions is not None:
+            check_output_dir(save_predictions, "--save-predictions")
+        data = load_dataset(dataset, root, split=split, strict=strict)
+        distributed = devices * num_nodes > 1
+        # Ranks load on the host; Lightning then moves each replica to its own device.
+        segmenter = build_segmenter(model_name, weights, model_config, "cpu" if distributed else device)
+        report = evaluate(
+            segmenter,
+            data,
+            protocol=protocol,
+            average=average,
+            boundary=boundary,
+            trained_on=trained_on,
+            limit=limit,
+            strict=strict,
+            save_predictions=save_predictions,
+            resume=resume,
+            extra_config={
+                "model": model_name,
+                "weights": weights,
+                "model_config": model_config,
+                "device": device,
+            },
+            **placement,
+        )
+    if not rank_zero():
+        return
     click.echo(report.table(per_class=per_class))
     if report.counts.get("errors"):
         click.echo(
@@ -136,6 +210,12 @@ def evaluate_command(
     if out is not None:
         report.save(out)
         click.echo(f"Report written to {out}")
+
+
+def accelerator_of(device: str) -> str:
+    """Lightning's accelerator for a ``--device`` kind: ``cuda`` / ``cuda:1`` -> gpu, ``cpu`` -> cpu."""
+    kind = device.split(":", 1)[0].lower()
+    return "gpu" if kind == "cuda" else kind
 
 
 @click.group("data")

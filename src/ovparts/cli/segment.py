@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
-from ..errors import EXIT_USER_ERROR, OvpartsError, VocabularyError
+from ..errors import EXIT_USER_ERROR
 from ..methods import DEFAULT_MODEL
-from ..segment_outputs import RECORD_KEY as RECORD
-from ..segment_outputs import file_sha256
-from . import build_vocabulary
+from ..vocabulary import BENCHMARKS
+from . import build_vocabulary, no_text_cache_option, rank_zero
 
 
 @click.command("segment")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@no_text_cache_option
+@click.argument("images", nargs=-1, required=True)
 @click.option("--vocab", help='Parts to find, e.g. "dog: head, torso, leg; cat: ear".')
 @click.option(
     "--benchmark",
-    type=click.Choice(["pascal_part_116", "ade20k_part_234", "partimagenet", "partimagenet_ood"]),
+    type=click.Choice(BENCHMARKS),
     help="Use a benchmark's whole vocabulary instead of --vocab.",
 )
 @click.option(
@@ -28,7 +26,7 @@ from . import build_vocabulary
 )
 @click.option(
     "--weights",
-    help="Checkpoint folder or hub id. Default: the method's published weights (clipseg: CIDAS/clipseg-rd64-refined).",
+    help="Checkpoint folder, published name (`ovparts weights list`, e.g. pascal_part_116) or hub id. Default: clipseg's rd64-refined.",
 )
 @click.option(
     "--config",
@@ -57,6 +55,20 @@ from . import build_vocabulary
     help="Compile the image encoder and decoder with torch.compile (inductor; on CPU needs a C++ compiler). "
     "The first image pays the compile time (tens of seconds to minutes), so it pays off on batches only.",
 )
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes per node sharing the images (one per GPU with --device cuda; torchrun and SLURM work too).",
+)
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Loader processes decoding images per process [default: 0 on one device, 2 per process otherwise].",
+)
 def segment(
     images: tuple[str, ...],
     vocab: str | None,
@@ -71,81 +83,48 @@ def segment(
     background_threshold: float | None,
     skip_existing: bool,
     compile_model: bool,
+    devices: int,
+    num_nodes: int,
+    workers: int | None,
 ) -> None:
-    """Segment IMAGES into parts; writes NAME.parts.png, NAME.overlay.png and NAME.json into --out.
+    """Segment IMAGES (files, folders or quoted glob patterns) into parts; writes NAME.parts.png,
+    NAME.overlay.png and NAME.json into --out.
 
     NAME.parts.png holds part ids (the order of the vocabulary; 255 = no part, or 65535 with 16 bits for
     vocabularies of 255+ parts), NAME.overlay.png the photo tinted by part with a legend, NAME.json each
     part's pixel share and mean probability, the no-part value, and a record of what was written. Outputs
     never replace an input or a file ovparts did not write; outputs of another image of the same name are
-    kept and the new ones take the next free name (NAME-2).
+    kept and the new ones take the next free name (NAME-2). With --devices N the images are shared by N
+    processes; the files are the same as with one.
     """
-    from tqdm import tqdm
-
-    from ..imageio import load_image, save_png, save_text
-    from ..inference import Segmenter
-    from ..models.registry import load_model
-    from ..outputs import check_output_dir, terminate_cleanly
-    from ..segment_outputs import make_record, plan_outputs
-    from ..validation import check_background_threshold
-    from ..visualize import label_png, no_part_value, overlay
+    from ..batch import expand_inputs, segment_batch
 
     vocabulary = build_vocabulary(vocab, benchmark)
-    if object_mask is not None and len(images) > 1:
-        raise VocabularyError("--object-mask applies to a single image; run one image at a time with it.")
-    check_background_threshold(background_threshold)
-    out = check_output_dir(out_dir)
-    settings = {
-        "model": model_name,
-        "weights": weights or ("random:" + config_name if config_name else "default"),
-        "revision": revision,
-        "vocabulary": vocabulary.format(),
-        "background_threshold": background_threshold,
-        "object_mask_sha256": file_sha256(object_mask) if object_mask is not None else None,
-    }
-    protected = [Path(p) for p in images] + ([Path(object_mask)] if object_mask else [])
-    targets = plan_outputs(images, out, protected, settings, skip_existing)
-    model = load_model(model_name, weights=weights, config=config_name, device=device, revision=revision)
-    segmenter = Segmenter(model, background_threshold=background_threshold, compile=compile_model)
-    failures = 0
-    no_part = no_part_value(len(vocabulary))
-    with terminate_cleanly():
-        for target in tqdm(targets, disable=len(images) < 2, unit="image"):
-            if target.skip:
-                continue
-            try:
-                picture = load_image(target.image)
-                result = segmenter(picture, vocabulary, object_mask=object_mask)
-            except OvpartsError as err:
-                failures += 1
-                tqdm.write(f"Error: {err}", file=sys.stderr)
-                continue
-            parts_path, overlay_path, json_path = target.paths
-            report = {
-                "image": str(target.image),
-                "size": [picture.width, picture.height],
-                "model": model_name,
-                "weights": settings["weights"],
-                "protocol": result.protocol,
-                "vocabulary": vocabulary.format(),
-                "no_part": no_part,
-                "no_part_share": float((result.part_map < 0).mean()),
-                "parts": result.summary(),
-            }
-            # A pending record first (it claims the two PNGs), the complete one last: its presence and
-            # the PNGs' recorded hashes mark an image as finished for --skip-existing.
-            save_text(json_path, json.dumps({RECORD: make_record(target, settings, False)}, indent=2))
-            save_png(parts_path, label_png(result.part_map, len(vocabulary)))
-            save_png(overlay_path, overlay(picture, result.part_map, vocabulary))
-            report[RECORD] = make_record(target, settings, True)
-            save_text(json_path, json.dumps(report, indent=2))
-            if len(images) < 2:
-                click.echo(
-                    f"Wrote {out / target.stem}.parts.png, .overlay.png and .json "
-                    f"({len(report['parts'])} parts found)."
-                )
-    if failures:
-        click.echo(
-            f"{failures} of {len(images)} images could not be segmented; see the errors above.", err=True
-        )
+    files = expand_inputs(images)
+    single = len(files) < 2
+    result = segment_batch(
+        files,
+        vocabulary,
+        model=model_name,
+        weights=weights,
+        config=config_name,
+        revision=revision,
+        out=out_dir,
+        object_mask=object_mask,
+        device=device,
+        background_threshold=background_threshold,
+        skip_existing=skip_existing,
+        compile=compile_model,
+        devices=devices,
+        num_nodes=num_nodes,
+        num_workers=workers,
+        progress=not single,
+        echo=click.echo if single else None,
+    )
+    if result.failures:
+        if rank_zero():
+            click.echo(
+                f"{result.failures} of {len(files)} images could not be segmented; see the errors above.",
+                err=True,
+            )
         sys.exit(EXIT_USER_ERROR)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from ..errors import ConfigError
 from ..methods import DEFAULT_MODEL
+from . import no_text_cache_option
+
+
+def _limit(
+    flag: str,
+    default: float,
+    kind: click.ParamType,
+    help: str,
+    env_suffix: str | None = None,
+    envvar: str | None = None,
+) -> Callable:
+    """A server limit: its default shown in --help, and where it has one its environment variable
+    (``OVPARTS_SERVE_<env_suffix>``, or ``envvar`` for a variable shared beyond the server)."""
+    envvar = envvar or (f"OVPARTS_SERVE_{env_suffix}" if env_suffix else None)
+    extra = {"envvar": envvar, "show_envvar": True} if envvar else {}
+    return click.option(flag, default=default, show_default=True, type=kind, help=help, **extra)
 
 
 @click.command("serve")
+@no_text_cache_option
 @click.option(
     "--model",
     "model_names",
@@ -18,7 +37,10 @@ from ..methods import DEFAULT_MODEL
     help="Method to load (see `ovparts models`); repeat to offer several on the page and the API.",
 )
 @click.option(
-    "--weights", "weights_list", multiple=True, help="Checkpoint folder or hub id, one per --model."
+    "--weights",
+    "weights_list",
+    multiple=True,
+    help="Checkpoint folder, published name (`ovparts weights list`) or hub id, one per --model.",
 )
 @click.option(
     "--config",
@@ -34,82 +56,46 @@ from ..methods import DEFAULT_MODEL
 )
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--no-ui", is_flag=True, help="Serve the JSON API only, without the Gradio page.")
-@click.option(
-    "--max-upload-mb",
-    envvar="OVPARTS_SERVE_MAX_UPLOAD_MB",
-    show_envvar=True,
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="Largest image upload.",
-)
-@click.option(
-    "--max-pixels",
-    envvar="OVPARTS_SERVE_MAX_PIXELS",
-    show_envvar=True,
-    default=4096 * 4096,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Largest image area.",
-)
-@click.option(
-    "--max-parts", default=256, show_default=True, type=click.IntRange(min=1), help="Largest vocabulary."
-)
-@click.option(
-    "--max-name-length",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Longest object or part name.",
-)
-@click.option(
+@_limit("--max-upload-mb", 10.0, click.FloatRange(min=0.001), "Largest image upload.", "MAX_UPLOAD_MB")
+@_limit("--max-pixels", 4096 * 4096, click.IntRange(min=1), "Largest image area.", "MAX_PIXELS")
+@_limit("--max-parts", 256, click.IntRange(min=1), "Largest vocabulary.")
+@_limit("--max-name-length", 64, click.IntRange(min=1), "Longest object or part name.")
+@_limit(
     "--timeout",
-    envvar="OVPARTS_SERVE_TIMEOUT",
-    show_envvar=True,
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="Seconds before a request answers 503; the request's work is stopped then too.",
+    60.0,
+    click.FloatRange(min=0.001),
+    "Seconds before a request answers 503; the request's work is stopped then too.",
+    "TIMEOUT",
 )
-@click.option(
+@_limit(
     "--working-pixels",
-    envvar="OVPARTS_SERVE_WORKING_PIXELS",
-    show_envvar=True,
-    default=1024 * 1024,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Larger images are segmented at a copy resized to this many pixels; the label map is scaled back.",
+    1024 * 1024,
+    click.IntRange(min=1),
+    "Larger images are segmented at a copy resized to this many pixels; the label map is scaled back.",
+    "WORKING_PIXELS",
 )
-@click.option(
+@_limit(
     "--max-pixel-parts",
-    envvar="OVPARTS_SERVE_MAX_PIXEL_PARTS",
-    show_envvar=True,
-    default=1024 * 1024 * 256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Largest working pixels x parts of one request (413 beyond).",
+    1024 * 1024 * 256,
+    click.IntRange(min=1),
+    "Largest working pixels x parts of one request (413 beyond).",
+    "MAX_PIXEL_PARTS",
 )
-@click.option(
+@_limit(
     "--max-request-mb",
-    envvar="OVPARTS_SERVE_MAX_REQUEST_MB",
-    show_envvar=True,
-    default=3072.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Largest estimated peak memory of one request (413 beyond); times --concurrency for the server.",
+    3072.0,
+    click.FloatRange(min=1),
+    "Largest estimated peak memory of one request (413 beyond); times --concurrency for the server.",
+    "MAX_REQUEST_MB",
 )
-@click.option(
+@_limit(
     "--text-cache-mb",
+    256.0,
+    click.FloatRange(min=0),
+    "Text embeddings kept per model for vocabularies seen before (least recently used dropped).",
     envvar="OVPARTS_TEXT_CACHE_MB",
-    show_envvar=True,
-    default=256.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Text embeddings kept per model for vocabularies seen before (least recently used dropped).",
 )
-@click.option(
-    "--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Model runs at once."
-)
+@_limit("--concurrency", 1, click.IntRange(min=1), "Model runs at once.")
 @click.option(
     "--queue",
     "queue_size",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
+from . import rank_zero
 
 
 def device_overrides(
@@ -73,12 +74,12 @@ def train_command(
 
     flags = device_overrides(devices, num_nodes, strategy, accelerator, precision, out)
     recipe = load_recipe(config, [*overrides, *flags])
-    if _is_rank_zero():
+    if rank_zero():
         click.echo("# resolved recipe")
         click.echo(recipe.to_yaml())
     if dry_run:
         return
-    from ..outputs import check_output_dir
+    from ..output_files import check_output_dir
 
     check_output_dir(recipe.output_dir, "--out")  # before the (long) run, not at its first checkpoint
     try:
@@ -86,19 +87,13 @@ def train_command(
     except ImportError as err:
         raise ConfigError(f"Training needs the train extra: pip install 'ovparts[train]' ({err}).") from err
     result = train(recipe, resume=resume)
-    if _is_rank_zero():
+    if rank_zero():
         numbers = ", ".join(f"{k} {v:.2f}" for k, v in result.metrics.items())
         click.echo(f"Trained {result.steps} steps; outputs in {result.out_dir}.")
         if numbers:
             click.echo(f"Evaluation: {numbers}.")
         if result.export_dir is not None:
             click.echo(f"Model saved to {result.export_dir} (use: ovparts segment IMAGE --weights ...).")
-
-
-def _is_rank_zero() -> bool:
-    import os
-
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
 COMMANDS = (train_command,)

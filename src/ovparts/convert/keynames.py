@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# (official regex, ovparts template, operation); see ovparts.methods.catseg.convert for the operations.
-Rule = tuple[str, str, str]
+from .rules import Rule
 
 
 def official_names(ours: list[str], origins: Mapping[str, str]) -> list[str]:

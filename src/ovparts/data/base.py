@@ -100,6 +100,26 @@ class BenchmarkReader:
             sample.regions = self._keep_labelled(sample)
             yield sample
 
+    @property
+    def scan_skips(self) -> list[Skip]:
+        """What the layout scan left out (every iteration's skip log starts with these)."""
+        return list(self._scan_skips)
+
+    def load(self, index: int) -> tuple[Sample | None, list[Skip]]:
+        """Item ``index`` as iteration yields it, and what it left out, without touching ``self.skips``.
+
+        For loaders that run in worker processes or on several ranks: a bad file is returned as a skip (never
+        raised), a sample keeps only its labelled records, and the caller adds the skips to its own log.
+        """
+        item = self._items[index]
+        try:
+            sample = self._load(item)
+        except DatasetError as exc:
+            return None, [_as_skip(exc, item)]
+        log = SkipLog()
+        sample.regions = _labelled(sample, log)
+        return sample, log.items
+
     def __getitem__(self, index: int) -> Sample:
         """Random access (training samplers): one image, records without part labels dropped.
 
@@ -110,14 +130,7 @@ class BenchmarkReader:
         return sample
 
     def _keep_labelled(self, sample: Sample) -> list[Region]:
-        """Drop records whose region holds no part label (the official mapper returns None for them)."""
-        kept = []
-        for region in sample.regions:
-            if np.any(region.mask & (sample.part_map >= 0)):
-                kept.append(region)
-            else:
-                self.skips.no_parts(sample.image_path, f"{sample.key}:{region.name}")
-        return kept
+        return _labelled(sample, self.skips)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, split={self.split!r}, images={len(self)})"
@@ -125,6 +138,17 @@ class BenchmarkReader:
     # ------------------------------------------------------------------ helpers for subclasses
     def _object_name(self, object_id: int) -> str:
         return self.vocabulary.objects[object_id]
+
+
+def _labelled(sample: Sample, log: SkipLog) -> list[Region]:
+    """Drop records whose region holds no part label (the official mapper returns None for them)."""
+    kept = []
+    for region in sample.regions:
+        if np.any(region.mask & (sample.part_map >= 0)):
+            kept.append(region)
+        else:
+            log.no_parts(sample.image_path, f"{sample.key}:{region.name}")
+    return kept
 
 
 def _as_skip(exc: DatasetError, item: Any) -> Skip:

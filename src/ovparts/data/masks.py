@@ -1,8 +1,8 @@
 """COCO ``segmentation`` fields (polygons, uncompressed RLE, compressed RLE) to binary masks.
 
 ADE20K-Part-234 instances and PartImageNet parts are stored this way. pycocotools is used when installed, so
-our masks match the official loaders pixel for pixel; otherwise a small pure-Python fallback decodes RLE
-exactly and fills polygons with PIL (which may differ from pycocotools on a few edge pixels).
+our masks match the official loaders pixel for pixel; otherwise the pure-Python codec ``coco_rle``
+decodes RLE exactly and fills polygons with PIL (which may differ from pycocotools on a few edge pixels).
 
 Both rasterisers are C code that trusts its input: pycocotools walks every pixel of every polygon edge (a
 vertex at 3e8 costs gigabytes) and writes RLE runs without a bounds check. So every segmentation is checked
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .coco_rle import checked_counts, decode_counts, string_to_counts
+
 try:  # optional: exact official rasterisation
     from pycocotools import mask as _coco_mask
 except ImportError:  # pragma: no cover - exercised only without pycocotools
@@ -34,43 +36,6 @@ MAX_PERIMETER_PER_SIDE = 1_000  # total perimeter <= this x (height + width)
 
 def has_pycocotools() -> bool:
     return _coco_mask is not None
-
-
-def _decode_counts_string(counts: str) -> list[int]:
-    """The LEB128-like run-length string of COCO's compressed RLE (maskApi.c ``rleFrString``)."""
-    values: list[int] = []
-    position = 0
-    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    while position < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(data) or shift > 12:  # 13 characters hold a 64-bit run, as in maskApi.c
-                raise ValueError("the compressed RLE string is malformed")
-            chunk = data[position] - 48
-            value |= (chunk & 0x1F) << (5 * shift)
-            more = bool(chunk & 0x20)
-            position += 1
-            shift += 1
-            if not more and chunk & 0x10:
-                value |= -1 << (5 * shift)
-        if len(values) > 2:
-            value += values[-2]
-        values.append(value)
-    return values
-
-
-def _runs_to_mask(counts: list[int], height: int, width: int) -> np.ndarray:
-    """Alternating runs of 0 and 1 in column-major order, as COCO stores them."""
-    flat = np.zeros(height * width, dtype=np.uint8)
-    position, value = 0, 0
-    for run in counts:
-        if value:
-            flat[position : position + run] = 1
-        position += run
-        value ^= 1
-    if position != height * width:
-        raise ValueError(f"RLE covers {position} pixels, expected {height * width}")
-    return flat.reshape((width, height)).T
 
 
 def _clip_polygon(points: np.ndarray, low: float, high_x: float, high_y: float) -> np.ndarray:
@@ -138,16 +103,6 @@ def checked_polygons(polygons: list[Any], height: int, width: int) -> list[list[
     return checked
 
 
-def checked_runs(counts: list[int], height: int, width: int) -> list[int]:
-    """RLE runs that are non-negative and cover exactly height x width pixels (pycocotools checks neither)."""
-    runs = [int(c) for c in counts]
-    if any(r < 0 for r in runs):
-        raise ValueError("the RLE has a negative run length")
-    if sum(runs) != height * width:
-        raise ValueError(f"RLE covers {sum(runs)} pixels, expected {height * width}")
-    return runs
-
-
 def _polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
@@ -183,11 +138,9 @@ def _segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndar
             raise ValueError(f"RLE size {size} does not match the image ({height}x{width})")
         counts = segmentation["counts"]
         if isinstance(counts, list):
-            runs = checked_runs(counts, height, width)
+            runs = checked_counts(counts, height, width)
         elif isinstance(counts, str):
-            if not counts.isascii() or any(not 48 <= ord(c) < 48 + 64 for c in counts):
-                raise ValueError("the compressed RLE string holds characters outside its alphabet")
-            runs = checked_runs(_decode_counts_string(counts), height, width)
+            runs = checked_counts(string_to_counts(counts), height, width)
         else:
             raise ValueError("RLE counts must be a list of run lengths or a compressed string")
         if _coco_mask is not None:
@@ -197,16 +150,5 @@ def _segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndar
                 else {"size": [height, width], "counts": counts}
             )
             return _coco_mask.decode(rle).astype(bool)
-        return _runs_to_mask(runs, height, width).astype(bool)
+        return decode_counts(runs, (height, width))
     raise ValueError("segmentation is neither a polygon list nor an RLE dict")
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """Uncompressed COCO RLE of a bool mask (used by the synthetic datasets; readable without pycocotools)."""
-    flat = np.asarray(mask, dtype=np.uint8).T.reshape(-1)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    if flat.size and flat[0] == 1:
-        runs = [0, *runs]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(r) for r in runs]}

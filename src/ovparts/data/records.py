@@ -131,6 +131,14 @@ class InMemoryDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def scan_skips(self) -> list[Skip]:
+        return []
+
+    def load(self, index: int) -> tuple[Sample | None, list[Skip]]:
+        """Random access as the benchmark readers offer it (their ``load``): the sample and no skips."""
+        return self.samples[index], []
+
 
 def regions_by_class(object_map: np.ndarray, object_ids: Iterable[int] | None = None) -> list[Region]:
     """One region per object class present in an object map (the Pascal-Part-116 record definition)."""

@@ -6,18 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..vocabulary import benchmark_table
+from ..vocabulary import BENCHMARKS, benchmark_table
 from .ade import ADE20KPart234
 from .base import BenchmarkReader, missing_layout, resolve_root
 from .partimagenet import PartImageNet, PartImageNetOOD
 from .pascal import PascalPart116
 
-READERS: dict[str, type[BenchmarkReader]] = {
-    "pascal_part_116": PascalPart116,
-    "ade20k_part_234": ADE20KPart234,
-    "partimagenet": PartImageNet,
-    "partimagenet_ood": PartImageNetOOD,
+_BY_NAME = {
+    reader.benchmark: reader for reader in (PascalPart116, ADE20KPart234, PartImageNet, PartImageNetOOD)
 }
+READERS: dict[str, type[BenchmarkReader]] = {name: _BY_NAME[name] for name in BENCHMARKS}
+"""Each benchmark's reader, in the order of ``ovparts.vocabulary.BENCHMARKS`` (the one list of names)."""
 
 # Facts from the official READMEs; printed by `ovparts data info`.
 DOWNLOADS: dict[str, list[str]] = {
@@ -59,7 +58,7 @@ def canonical_name(name: str) -> str:
     key = name.lower().replace("-", "_").strip()
     key = NAME_ALIASES.get(key.replace("_", ""), NAME_ALIASES.get(key, key))
     if key not in READERS:
-        raise DatasetError(f"Unknown dataset {name!r}; choose from {', '.join(READERS)}.")
+        raise DatasetError(f"Unknown dataset {name!r}; choose from {', '.join(BENCHMARKS)}.")
     return key
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..vocabulary import benchmark_table
-from .masks import encode_rle
+from . import coco_rle
 
 PASCAL_NO_PART_OBJECT = "boat"
 
@@ -131,7 +131,7 @@ def _write_ade(out: Path, table: dict, splits, count, size, rng) -> None:
                 if k % 2 == 0:
                     mask = np.zeros(size, dtype=bool)
                     mask[y0 : y1 + 1, x0:x1] = True
-                    segmentation = encode_rle(mask)
+                    segmentation = coco_rle.encode(mask, compressed=False)
                 else:
                     segmentation = [[x0, y0, x1, y0, x1, y1 + 1, x0, y1 + 1]]
                 annotations.append(

@@ -25,8 +25,9 @@ import numpy as np
 from ..data.records import IGNORE, Region, Sample
 from ..errors import ConfigError, OvpartsError
 from ..vocabulary import Vocabulary
+from .choices import PROTOCOLS
+from .restriction import masked_part_map
 
-PROTOCOLS = ("oracle_obj", "pred_all", "pred_obj")
 ALIASES = {"oracle": "oracle_obj", "oracle-obj": "oracle_obj", "pred-all": "pred_all", "pred-obj": "pred_obj"}
 
 Segmenter = Callable[..., Any]
@@ -80,21 +81,29 @@ def predict(
     sample: Sample,
     vocabulary: Vocabulary,
     object_predictor: ObjectPredictor | None = None,
+    restrict: bool = True,
 ) -> list[tuple[Region, np.ndarray]]:
-    """Part predictions (HxW, -1 = no part) for every record of a sample under a protocol."""
+    """Part predictions (HxW, -1 = no part) for every record of a sample under a protocol.
+
+    ``restrict``: calls with an object mask run only the parts of the objects in it where the model's
+    classes are independent (``restriction.py``); the label maps are the same as with the full vocabulary.
+    """
     size = sample.size
+
+    def masked(object_mask: np.ndarray) -> Any:
+        if restrict:
+            return masked_part_map(segmenter, image, vocabulary, object_mask)
+        return segmenter(image, vocabulary, object_mask=object_mask)
+
     if protocol == "oracle_obj":
         shared = oracle_object_mask(sample.regions, size)
         if shared is not None:
-            part_map = _part_map(segmenter(image, vocabulary, object_mask=shared), size)
+            part_map = _part_map(masked(shared), size)
             return [(region, part_map) for region in sample.regions]
         return [
             (
                 region,
-                _part_map(
-                    segmenter(image, vocabulary, object_mask=np.where(region.mask, region.object_id, IGNORE)),
-                    size,
-                ),
+                _part_map(masked(np.where(region.mask, region.object_id, IGNORE)), size),
             )
             for region in sample.regions
         ]
@@ -108,6 +117,6 @@ def predict(
                 raise OvpartsError("The object predictor returned a map that does not have the image's size.")
         else:
             objects = _object_map(segmenter(image, vocabulary), size)
-        part_map = _part_map(segmenter(image, vocabulary, object_mask=objects), size)
+        part_map = _part_map(masked(objects), size)
         return [(region, part_map) for region in sample.regions]
     raise ConfigError(f"Unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}.")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import atomic_write
+from ..output_files import write_text
 from ..vocabulary import Vocabulary
 from .boundary import BoundaryIoU
 from .rules import RuleResult, apply_rule, harmonic
@@ -58,10 +58,10 @@ def _clean(value: Any) -> Any:
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:
     """Write JSON through a temporary file in the same folder and ``os.replace``: never a half-written file
-    (``ovparts.outputs.atomic_write``: a failure is one sentence, a killed run's temp file is recognisable)."""
+    (``ovparts.output_files``: a failure is one sentence, a killed run's temp file is recognisable)."""
     path = Path(path)
     text = json.dumps(_clean(data), indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text(path, text)
     return path
 
 

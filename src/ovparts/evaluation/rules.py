@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-
-PROTOCOLS = ("oracle_obj", "pred_all", "pred_obj")
+from .choices import BOUNDARY_MODES
 
 
 @dataclass
@@ -375,6 +374,31 @@ RULES: dict[str, Callable[..., RuleResult]] = {
 }
 
 
+def check_rule(rule: str) -> str:
+    """``rule`` if it names an averaging rule, else one sentence listing them."""
+    if rule not in RULES:
+        raise ConfigError(f"Unknown averaging rule {rule!r}; choose from {', '.join(RULES)}.")
+    return rule
+
+
+def boundary_modes(mode: str | None, average: str, num_classes: int) -> tuple[bool, bool]:
+    """(per_class, d2_compat) for a boundary setting and a rule; the d2 variant needs fewer than 255 classes."""
+    mode = "none" if mode in (None, False) else mode
+    if mode not in BOUNDARY_MODES:
+        raise ConfigError(f"Unknown boundary mode {mode!r}; choose from {', '.join(BOUNDARY_MODES)}.")
+    if mode == "auto":
+        per_class, d2 = average == "ovparts", average == "partclipseg"
+    else:
+        per_class, d2 = mode in ("per_class", "both"), mode in ("d2_compat", "both")
+    if d2 and num_classes >= 255:
+        if mode in ("d2_compat", "both"):
+            raise ConfigError(
+                "The d2-compatible boundary IoU needs fewer than 255 classes (PartCLIPSeg skips it too)."
+            )
+        d2 = False
+    return per_class, d2
+
+
 def apply_rule(
     rule: str,
     conf: np.ndarray,
@@ -384,6 +408,4 @@ def apply_rule(
     boundary_conf: np.ndarray | None = None,
 ) -> RuleResult:
     """Run a named rule on an accumulated (N+1)x(N+1) matrix."""
-    if rule not in RULES:
-        raise ConfigError(f"Unknown averaging rule {rule!r}; choose from {', '.join(RULES)}.")
-    return RULES[rule](conf, seen_ids, names, protocol=protocol, boundary_conf=boundary_conf)
+    return RULES[check_rule(rule)](conf, seen_ids, names, protocol=protocol, boundary_conf=boundary_conf)

@@ -1,4 +1,8 @@
-"""``ovparts.evaluate``: run a model over a benchmark under a protocol and score it with a named rule."""
+"""``ovparts.evaluate``: run a model over a benchmark under a protocol and score it with a named rule.
+
+Also ``evaluate_predictions``: score the predictions a run saved (``save_predictions=``) under any rule, with
+no model. Both run in one process or, with ``devices`` / ``num_nodes``, on many (``distributed.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from ..data.io import read_rgb
 from ..data.records import EvalDataset
 from ..data.registry import load_dataset
-from ..errors import ConfigError, DatasetError, ImageError, OvpartsError
+from ..errors import ConfigError
 from ..vocabulary import Vocabulary, benchmark_table
-from .boundary import BoundaryIoU, D2BoundaryConfusion
-from .confusion import ConfusionMatrix
-from .protocols import ObjectPredictor, canonical_protocol, predict
-from .report import Report, versions
-from .rules import RULES, apply_rule
-
-BOUNDARY_MODES = ("auto", "none", "per_class", "d2_compat", "both")
+from .evaluator import Evaluator
+from .loop import EvalRun, ItemSource, random_access, run_local
+from .predictions import PredictionStore, run_digest, saved_run
+from .protocols import ObjectPredictor, canonical_protocol
+from .report import Report
+from .rules import RULES, check_rule
 
 
 def as_segmenter(model: Any) -> Any:
@@ -49,30 +48,6 @@ def seen_ids_for(vocabulary: Vocabulary, trained_on: str | None) -> list[int]:
     return [p.id for p in vocabulary.parts if p.name in trained]
 
 
-def _boundary_modes(mode: str | None, average: str, num_classes: int) -> tuple[bool, bool]:
-    """(per_class, d2_compat) for a boundary setting; ``auto`` follows the rule's own habit."""
-    mode = "none" if mode in (None, False) else mode
-    if mode not in BOUNDARY_MODES:
-        raise ConfigError(f"Unknown boundary mode {mode!r}; choose from {', '.join(BOUNDARY_MODES)}.")
-    if mode == "auto":
-        per_class, d2 = average == "ovparts", average == "partclipseg"
-    else:
-        per_class, d2 = mode in ("per_class", "both"), mode in ("d2_compat", "both")
-    if d2 and num_classes >= 255:
-        if mode in ("d2_compat", "both"):
-            raise ConfigError(
-                "The d2-compatible boundary IoU needs fewer than 255 classes (PartCLIPSeg skips it too)."
-            )
-        d2 = False
-    return per_class, d2
-
-
-def _save_prediction(folder: Path, key: str, part_map: np.ndarray) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    name = key.replace("/", "__").replace("\\", "__")
-    Image.fromarray(np.where(part_map < 0, 65535, part_map).astype(np.uint16)).save(folder / f"{name}.png")
-
-
 def evaluate(
     model: Any,
     dataset: EvalDataset | str,
@@ -90,6 +65,13 @@ def evaluate(
     save_predictions: str | Path | None = None,
     dilation_ratio: float = 0.02,
     extra_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "ddp",
+    accelerator: str = "auto",
+    num_workers: int | None = None,
+    restrict_classes: bool = True,
 ) -> Report:
     """Score ``model`` on ``dataset`` under ``protocol`` with the averaging rule ``average``.
 
@@ -97,145 +79,200 @@ def evaluate(
     ``segmenter(image, vocab, object_mask=None)`` returning a result with ``part_map`` (and ``object_map`` for
     Pred-Obj). ``dataset`` is a reader (``ovparts.data.load_dataset``) or a benchmark name plus ``root``.
     Bad files are skipped and counted (``strict=True`` raises at the first one). ``trained_on`` names the
-    training benchmark of a cross-dataset run; it redefines seen/unseen by exact part name.
+    training benchmark of a cross-dataset run; it redefines seen/unseen by exact part name. ``limit`` scores
+    the first N images of the split.
+
+    ``save_predictions`` keeps each image's part maps as they are made (``predictions.py``); with ``resume``
+    the images already saved there by the same run settings are read back instead of predicted again, so a
+    killed run continues where it stopped and ends with the same report. ``devices`` x ``num_nodes`` > 1 runs
+    on that many processes (Lightning's ``ddp``; CPU processes talk over gloo) with ``num_workers`` loader
+    processes each (default 0 in one process, 2 per rank otherwise); the report is the same bit for bit.
+    ``restrict_classes=False`` runs the whole vocabulary in Oracle-Obj even where the model's classes are
+    independent (``restriction.py``): the same label maps, more work; for measuring the restriction.
     """
     protocol = canonical_protocol(protocol)
-    if average not in RULES:
-        raise ConfigError(f"Unknown averaging rule {average!r}; choose from {', '.join(RULES)}.")
+    check_rule(average)
+    dataset = open_dataset(dataset, root, split, strict)
+    segmenter = as_segmenter(model)
+    vocabulary = dataset.vocabulary
+    evaluator = Evaluator(
+        vocabulary,
+        protocol,
+        average,
+        seen_ids=seen_ids_for(vocabulary, trained_on),
+        boundary=boundary,
+        dilation_ratio=dilation_ratio,
+        dataset=dataset.name,
+        split=dataset.split,
+        skips=dataset.skips,
+    )
+    evaluator.config = run_config(
+        dataset, evaluator, trained_on, limit, type(segmenter).__name__, extra_config
+    )
+    store = None
+    if save_predictions is not None:
+        settings = prediction_settings(evaluator, object_predictor)
+        store = PredictionStore(save_predictions, run_digest(settings), evaluator.config)
+    elif resume:
+        raise ConfigError("Resuming needs the folder of the saved predictions (--save-predictions).")
+    source = ItemSource(dataset, protocol, store, reuse=resume)
+    run = EvalRun(source, segmenter, evaluator, object_predictor, dataset.skips, restrict_classes)
+    execute(run, limit, progress, devices, num_nodes, strategy, accelerator, num_workers)
+    return evaluator.evaluate()
+
+
+def evaluate_predictions(
+    folder: str | Path,
+    average: str = "ovparts",
+    *,
+    dataset: EvalDataset | str | None = None,
+    root: str | Path | None = None,
+    boundary: str | None = "auto",
+    dilation_ratio: float = 0.02,
+    progress: bool = True,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "ddp",
+    accelerator: str = "auto",
+    num_workers: int | None = None,
+) -> Report:
+    """Score the predictions a run saved in ``folder`` with the rule ``average``, without any model.
+
+    The dataset, split, protocol, limit and the rest of the run's settings come from the saved files; only
+    the ground truth is read (``root`` overrides the saved dataset folder, e.g. when it moved). The report
+    equals the one the run would have produced with ``average`` (its ``config`` also names ``folder``).
+    """
+    check_rule(average)
+    config, digest = saved_run(folder)
+    name = config.get("dataset", "")
+    if dataset is None:
+        dataset = open_dataset(name, root if root is not None else config.get("root"), config["split"], False)
+    else:
+        dataset = open_dataset(dataset, root, config["split"], False)
+    if dataset.name != name or dataset.split != config["split"]:
+        raise ConfigError(
+            f"The predictions in {folder} are of {name} [{config['split']}], not {dataset.name} [{dataset.split}]."
+        )
+    dataset.skips.strict = bool(config.get("strict", False))
+    vocabulary = dataset.vocabulary
+    evaluator = Evaluator(
+        vocabulary,
+        config["protocol"],
+        average,
+        seen_ids=seen_ids_for(vocabulary, config.get("trained_on")),
+        boundary=boundary,
+        dilation_ratio=dilation_ratio,
+        dataset=dataset.name,
+        split=dataset.split,
+        skips=dataset.skips,
+    )
+    evaluator.config = {
+        **config,
+        "average": average,
+        "boundary": evaluator.boundary_config(),
+        "from_predictions": str(folder),
+    }
+    source = ItemSource(dataset, evaluator.protocol, PredictionStore(folder, digest, config), reuse=True)
+    run = EvalRun(source, None, evaluator, None, dataset.skips)
+    execute(run, config.get("limit"), progress, devices, num_nodes, strategy, accelerator, num_workers)
+    return evaluator.evaluate()
+
+
+def execute(
+    run: EvalRun,
+    limit: int | None,
+    progress: bool,
+    devices: int,
+    num_nodes: int,
+    strategy: str,
+    accelerator: str,
+    num_workers: int | None,
+) -> None:
+    """Consume the first ``limit`` images of the split in this process or on ``devices`` x ``num_nodes`` ranks."""
+    dataset = run.source.dataset
+    for value, option in ((devices, "devices"), (num_nodes, "num_nodes")):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option} must be a positive whole number, got {value!r}.")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise ConfigError(f"num_workers must be 0 or more, got {num_workers!r}.")
+    indices = range(len(dataset) if limit is None else min(len(dataset), limit))
+    description = f"{dataset.name} {run.evaluator.protocol}"
+    if random_access(dataset):
+        dataset.skips.items = list(dataset.scan_skips)  # as iterating the reader would start
+    if devices * num_nodes == 1:
+        run_local(run, indices, progress, description, 0 if num_workers is None else num_workers)
+        return
+    if not random_access(dataset):
+        raise ConfigError(
+            "Evaluating on several processes needs a dataset with random access (load(index)): a benchmark "
+            "reader from ovparts.data.load_dataset or an InMemoryDataset."
+        )
+    from .distributed import run_distributed
+
+    run_distributed(
+        run,
+        indices,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        accelerator=accelerator,
+        num_workers=2 if num_workers is None else num_workers,
+        progress=progress,
+    )
+
+
+def open_dataset(
+    dataset: EvalDataset | str, root: str | Path | None, split: str, strict: bool
+) -> EvalDataset:
+    """A reader from a benchmark name and ``root``, or the given dataset (made strict if asked)."""
     if isinstance(dataset, str):
         if root is None:
             raise ConfigError(
                 f"Evaluating on {dataset!r} by name needs root=, the folder holding the dataset."
             )
-        dataset = load_dataset(dataset, root, split=split, strict=strict)
-    elif strict:
+        return load_dataset(dataset, root, split=split, strict=strict)
+    if strict:
         dataset.skips.strict = True
-    segmenter = as_segmenter(model)
-    vocabulary = dataset.vocabulary
-    n = len(vocabulary.parts)
-    seen_ids = seen_ids_for(vocabulary, trained_on)
-    per_class_boundary, d2_boundary = _boundary_modes(boundary, average, n)
+    return dataset
 
-    confusion = ConfusionMatrix(n)
-    boundary_iou = BoundaryIoU(n, dilation_ratio) if per_class_boundary else None
-    boundary_d2 = D2BoundaryConfusion(n, dilation_ratio) if d2_boundary else None
-    out_dir = Path(save_predictions) if save_predictions is not None else None
 
-    images = records = 0
-    total = len(dataset) if limit is None else min(len(dataset), limit)
-    bar = _progress(total, progress, f"{dataset.name} {protocol}")
-    try:
-        for sample in dataset:
-            if limit is not None and images >= limit:
-                break
-            bar.update(1)
-            if not sample.regions:
-                continue
-            try:
-                image = read_rgb(sample.image_path)
-            except DatasetError as exc:
-                _skip(dataset, sample.image_path, exc)
-                continue
-            if image.shape[:2] != sample.size:
-                _skip(
-                    dataset,
-                    sample.image_path,
-                    DatasetError(f"{sample.image_path}: image and label map sizes differ."),
-                )
-                continue
-            try:
-                predictions = predict(protocol, segmenter, image, sample, vocabulary, object_predictor)
-            except ImageError as exc:
-                _skip(dataset, sample.image_path, exc)
-                continue
-            images += 1
-            saved: set[int] = set()
-            for region, part_map in predictions:
-                gt = sample.region_gt(region)
-                try:
-                    confusion.update(part_map, gt)
-                except ValueError as exc:
-                    raise OvpartsError(
-                        f"The segmenter's part map for {sample.image_path} does not fit the vocabulary of "
-                        f"{len(vocabulary.parts)} parts ({exc})."
-                    ) from exc
-                if boundary_iou is not None:
-                    boundary_iou.update(part_map, gt)
-                if boundary_d2 is not None:
-                    boundary_d2.update(part_map, gt)
-                records += 1
-                if out_dir is not None and id(part_map) not in saved:
-                    suffix = "" if not saved else f"__{region.name}"
-                    _save_prediction(out_dir, sample.key + suffix, part_map)
-                    saved.add(id(part_map))
-    finally:
-        bar.close()
-
-    skip_counts = dataset.skips.counts()
-    counts = {
-        "images": images,
-        "records": records,
-        "no_part_labels": skip_counts.get("no_part_labels", 0),
-        "errors": skip_counts.get("error", 0),
-    }
-    skipped = [{"path": s.path, "reason": s.reason} for s in dataset.skips.errors]
-    d2_matrix = boundary_d2.matrix if boundary_d2 is not None else None
-    result = apply_rule(average, confusion.matrix, seen_ids, vocabulary.names, protocol, d2_matrix)
-    config = {
+def run_config(
+    dataset: EvalDataset,
+    evaluator: Evaluator,
+    trained_on: str | None,
+    limit: int | None,
+    segmenter: str,
+    extra_config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The provenance a report records: what was scored, how, and by what."""
+    return {
         "dataset": dataset.name,
         "split": dataset.split,
         "root": str(getattr(dataset, "root", "")),
-        "protocol": protocol,
-        "average": average,
-        "boundary": {
-            "per_class": per_class_boundary,
-            "d2_compat": d2_boundary,
-            "dilation_ratio": dilation_ratio,
-        },
+        "protocol": evaluator.protocol,
+        "average": evaluator.average,
+        "boundary": evaluator.boundary_config(),
         "trained_on": trained_on,
         "limit": limit,
         "strict": bool(dataset.skips.strict),
-        "segmenter": type(segmenter).__name__,
+        "segmenter": segmenter,
         **(extra_config or {}),
     }
-    return Report(
-        dataset=dataset.name,
-        split=dataset.split,
-        protocol=protocol,
-        average=average,
-        vocabulary=vocabulary,
-        seen_ids=seen_ids,
-        confusion=confusion.matrix,
-        result=result,
-        counts=counts,
-        skipped=skipped,
-        config=config,
-        versions=versions(),
-        boundary=boundary_iou,
-        boundary_d2=d2_matrix,
-    )
 
 
-def _skip(dataset: EvalDataset, path: Path, exc: Exception) -> None:
-    message = str(exc)
-    prefix = f"{path}: "
-    dataset.skips.error(path, message[len(prefix) :] if message.startswith(prefix) else message)
+_NOT_DECIDING = ("average", "boundary", "limit", "strict", "root", "trained_on")
 
 
-class _NullBar:
-    def update(self, _: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool, description: str):
-    if not enabled:
-        return _NullBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="img", leave=False)
+def prediction_settings(evaluator: Evaluator, object_predictor: ObjectPredictor | None) -> dict[str, Any]:
+    """What decides a saved prediction (its digest): not the rule, boundary, limit, strictness, data folder
+    or seen/unseen split."""
+    config = evaluator.config
+    decided = {k: v for k, v in config.items() if k not in _NOT_DECIDING}
+    return {
+        **decided,
+        "vocabulary": run_digest({"names": evaluator.vocabulary.names}),
+        "object_predictor": None if object_predictor is None else type(object_predictor).__name__,
+    }
 
 
 def evaluate_rules(report: Report, rules: Sequence[str] = tuple(RULES)) -> dict[str, dict[str, float]]:

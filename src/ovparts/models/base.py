@@ -24,7 +24,7 @@ from ..checkpoint_files import TensorSpec
 from ..config_checks import check_config_tree, check_dataclass_values, read_config_file
 from ..errors import CheckpointError, ConfigError, OvpartsError
 from ..hub import checkpoint_specs, load_state_dict, resolve_weights
-from ..imageio import atomic_write
+from ..output_files import atomic_write
 from ..vocabulary import Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -139,6 +139,9 @@ class PartSegModel(nn.Module):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # True when each class's logits depend only on the image and that class (no attention across classes):
+    # Oracle-Obj then runs only the parts of the objects present (ovparts.evaluation.restriction).
+    independent_classes: bool = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -161,13 +164,16 @@ class PartSegModel(nn.Module):
         """The text side of ``predict`` for ``vocab``, cached per vocabulary (what the text-cost figures count).
 
         The module that runs the text encoder keeps its embeddings in a
-        :class:`~ovparts.text.cache.TextEmbeddingCache` (the server bounds its bytes), offers
-        ``clear_text_cache()`` and counts its actual runs in ``text_encoder_calls`` (the contract test checks
-        that a cached vocabulary runs nothing)."""
+        :class:`~ovparts.text.cache.TextEmbeddingCache` (the server bounds its bytes) and in
+        ``ovparts.text.disk_cache`` (for the next process), offers ``clear_text_cache()`` and counts its actual
+        runs in ``text_encoder_calls`` (the contract test checks that a cached vocabulary runs nothing)."""
         raise NotImplementedError
 
     def clear_vocabulary_cache(self) -> None:
-        """Forget every cached vocabulary encoding, so the next ``encode_vocabulary`` pays the full cost.
+        """Forget every vocabulary encoding held in memory, as a new process would start.
+
+        The next ``encode_vocabulary`` reads the on-disk text cache where it holds the entry
+        (``ovparts.text.disk_cache``), and pays the full encoder cost inside ``disk_cache.disabled()``.
 
         Clears each submodule that offers ``clear_text_cache()`` (the CLIP backbone's embedding cache)."""
         for module in self.modules():

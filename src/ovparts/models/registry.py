@@ -106,6 +106,8 @@ def register_model(
     if "sizes" not in details:  # the usual names: "default" is the published size, "tiny" the test one
         details["sizes"] = {"native": "default", **({"tiny": "tiny"} if "tiny" in configs else {})}
     spec = ModelSpec(cls, configs, default_weights, description, **details)
+    if spec.converter is not None and spec.converter.method != name:
+        raise ValueError(f"Model {name!r} registers the converter of {spec.converter.method!r}.")
     if name in _REGISTRY and _REGISTRY[name].cls is not cls:
         raise ValueError(f"Model {name!r} is already registered (by {_REGISTRY[name].cls.__module__}).")
     missing = sorted(set(spec.sizes.values()) - set(configs))
@@ -190,7 +192,9 @@ def load_model(
 ) -> PartSegModel:
     """Build a model by name.
 
-    ``weights``: a checkpoint folder or hub id. With no weights and no config, the method's published
+    ``weights``: a checkpoint folder, the name of one of the method's published checkpoints (``ovparts
+    weights list``; fetched, converted and cached on first use) or a hub id; an existing folder wins over a
+    name. With no weights and no config, the method's published
     weights are used where it has some; ``config="tiny"`` (or any named config / dict) builds a randomly
     initialised model instead. With weights, a dict ``config`` overrides inference options such as
     ``class_chunk``.
@@ -199,13 +203,18 @@ def load_model(
     check_device(device)
     if weights is None and config is None:
         if not spec.default_weights:
+            names = ", ".join(e.name for e in spec.published if not e.unsupported)
+            published = f"pass --weights with a published name ({names}), or " if names else ""
             raise WeightsNotFoundError(
-                f"{name} has no weights on the hub; convert the official checkpoint with "
+                f"{name} has no default weights; {published}convert an official checkpoint with "
                 f"`ovparts convert {name} OFFICIAL.pth OUT_DIR` and pass --weights OUT_DIR "
                 "(or --config tiny for a random test model)."
             )
         weights = spec.default_weights
     if weights is not None:
+        from ..weights.store import resolve_name  # noqa: PLC0415 - only when weights are given
+
+        weights = resolve_name(name, weights)
         overrides = config if isinstance(config, dict) else None
         if config is not None and not isinstance(config, dict):
             raise ConfigError(

@@ -14,6 +14,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from ..data import coco_rle
 from ..errors import ImageError, MaskError, VocabularyError
 from ..inference import SegmentationResult, Segmenter
 from ..models.base import PartSegModel
@@ -21,7 +22,6 @@ from ..object_masks import read_object_mask
 from ..validation import check_background_threshold
 from ..visualize import no_part_value
 from ..vocabulary import Vocabulary
-from . import rle
 from .budget import Plan, pixel_weights, plan_request, scale_labels
 from .limits import Gate, Limits, TooLarge, check_image_bytes, image_header_size
 
@@ -196,7 +196,7 @@ def result_payload(
                 "format": "coco_rle",
                 "size": [int(height), int(width)],
                 "segments": [
-                    {"id": row["id"], "name": row["name"], "rle": rle.encode(labels == row["id"])}
+                    {"id": row["id"], "name": row["name"], "rle": coco_rle.encode(labels == row["id"])}
                     for row in payload["parts"]
                 ],
             }

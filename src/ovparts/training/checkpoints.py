@@ -1,9 +1,9 @@
 """Fault tolerance: checkpoints written atomically, found again on ``--resume``.
 
 Lightning writes checkpoints through a ``CheckpointIO`` plugin. Ours serialises to a temporary file in the
-target folder and renames it over the old one (``ovparts.imageio.atomic_write``), so a run killed mid-write
-leaves the previous checkpoint intact, never a truncated file. Loading uses ``weights_only=True``: a checkpoint
-holds tensors, numbers and strings only, so nothing in it can execute code.
+target folder and renames it over the old one (``ovparts.output_files.atomic_write``), so a run killed
+mid-write leaves the previous checkpoint intact, never a truncated file. Loading uses ``weights_only=True``: a
+checkpoint holds tensors, numbers and strings only, so nothing in it can execute code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import CheckpointError
-from ..imageio import atomic_write
+from ..output_files import atomic_write
 
 LAST = "last.ckpt"
 

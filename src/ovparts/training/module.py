@@ -1,9 +1,9 @@
 """The LightningModule: any ovparts model, its own loss, the recipe's optimiser, and in-training evaluation.
 
 Lightning owns the loop, devices, precision, DDP/FSDP and checkpoints; this class only says what one step is.
-Evaluation runs the very code of ``ovparts.evaluate`` (protocols -> confusion matrix -> named rule) inside
-Lightning's validation loop, so every rank scores its shard and the matrices are summed before the rule is
-applied: the numbers logged during training are the numbers ``ovparts evaluate`` would print.
+Evaluation runs the very code of ``ovparts.evaluate`` (protocol predictions -> ``Evaluator`` -> named rule)
+inside Lightning's validation loop, so every rank scores its shard and the accumulators are summed before the
+rule is applied: the numbers logged during training are the numbers ``ovparts evaluate`` would print.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import nn
 
-from ..evaluation.confusion import ConfusionMatrix
-from ..evaluation.protocols import canonical_protocol, predict
-from ..evaluation.rules import apply_rule
+from ..evaluation.evaluator import Evaluator
+from ..evaluation.protocols import predict
 from ..vocabulary import Vocabulary
 from .config import EvalSection, OptimSection, ScheduleSection
 from .data import ClassMapping
@@ -56,7 +54,7 @@ class PartSegModule(pl.LightningModule):
         self.loss_options = dict(loss_options or {})
         self.loss_fn = loss_function(model)
         self.last_metrics: dict[str, float] = {}
-        self._confusion: ConfusionMatrix | None = None
+        self._evaluator: Evaluator | None = None
         self._segmenter = None
         self._last_time: float | None = None
         self._throughput: float | None = None
@@ -108,29 +106,27 @@ class PartSegModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         from ..inference import Segmenter
 
-        self._confusion = ConfusionMatrix(len(self.val_vocabulary.parts))
+        # Boundary IoU is left out: the logged metrics do not use it and it costs a filter pass per record.
+        self._evaluator = Evaluator(
+            self.val_vocabulary, self.evaluation.protocol, self.evaluation.average, boundary="none"
+        )
         self._segmenter = Segmenter(self.model)
 
     def validation_step(self, batch: list, batch_idx: int) -> None:
-        protocol = canonical_protocol(self.evaluation.protocol)
+        evaluator = self._evaluator
         for sample, image in batch:
             if not sample.regions:
                 continue
-            for region, part_map in predict(protocol, self._segmenter, image, sample, self.val_vocabulary):
-                self._confusion.update(part_map, sample.region_gt(region))
+            predictions = predict(evaluator.protocol, self._segmenter, image, sample, evaluator.vocabulary)
+            evaluator.process(sample, predictions)
 
     def on_validation_epoch_end(self) -> None:
-        matrix = torch.from_numpy(self._confusion.matrix).to(self.device)
-        matrix = self.trainer.strategy.reduce(matrix, reduce_op="sum")
-        vocabulary = self.val_vocabulary
-        result = apply_rule(
-            self.evaluation.average,
-            matrix.cpu().numpy().astype(np.int64),
-            vocabulary.seen_part_ids,
-            vocabulary.names,
-            canonical_protocol(self.evaluation.protocol),
+        evaluator = self._evaluator
+        evaluator.all_reduce(
+            lambda state: self.trainer.strategy.reduce(state.to(self.device), reduce_op="sum")
         )
-        self.last_metrics = {k: float(result.metrics.get(k, math.nan)) for k in LOGGED_METRICS}
+        metrics = evaluator.evaluate().metrics
+        self.last_metrics = {k: float(metrics.get(k, math.nan)) for k in LOGGED_METRICS}
         for key, value in self.last_metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "mIoU-seen", batch_size=1)
         self._segmenter = None

@@ -46,6 +46,7 @@ def test_parity_with_transformers_tiny(tiny_clipseg_dir, size):
     torch.testing.assert_close(ours32, ref32, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_parity_with_transformers_benchmark_size(tmp_path):
     """The real rd64-refined architecture (ViT-B/16, 352 px, patch 16 -> kernel-4 head), random weights."""
     folder = write_clipseg_checkpoint(tmp_path / "rd64", RD64_REFINED, seed=3)

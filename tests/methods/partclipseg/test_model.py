@@ -270,6 +270,7 @@ def training_batch(root, model):
     return train, torch.stack(pixels), torch.stack(parts), torch.stack(objects)
 
 
+@pytest.mark.slow
 def test_training_steps_lower_the_loss(pascal_root):
     torch.manual_seed(0)
     model = ovparts.load_model("partclipseg", config="tiny").train()

@@ -24,6 +24,7 @@ from ovparts.models.base import ModelConfig, PartLogits, PartSegModel, Preproces
 from ovparts.models.chunking import check_class_chunk, resolve_class_chunk
 from ovparts.models.losses import nearest_labels, one_hot_targets, weighted_bce
 from ovparts.models.registry import BenchmarkPeer, register_model
+from ovparts.text import disk_cache
 from ovparts.text.cache import TextEmbeddingCache
 from ovparts.vocabulary import Vocabulary
 
@@ -55,8 +56,9 @@ CONFIGS = {
 class BagOfCharacters(nn.Module):
     """Part name -> counts of each character of ``ALPHABET`` -> linear map to ``embed_dim``.
 
-    Embeddings are cached per vocabulary while no gradient is recorded (keyed by the weights' version, so a
-    training step never serves stale vectors); ``text_encoder_calls`` counts the encodings actually run.
+    Embeddings are cached per vocabulary while no gradient is recorded: in memory (keyed by the weights'
+    version, so a training step never serves stale vectors) and on disk for other processes (keyed by the
+    weights' bytes); ``text_encoder_calls`` counts the encodings actually run.
     """
 
     def __init__(self, embed_dim: int) -> None:
@@ -69,13 +71,21 @@ class BagOfCharacters(nn.Module):
         self.cache.clear()
 
     def forward(self, texts: tuple[str, ...]) -> torch.Tensor:
-        recording = torch.is_grad_enabled() and self.project.weight.requires_grad
-        key = (texts, self.project.weight._version + self.project.bias._version)
+        weight = self.project.weight
+        recording = torch.is_grad_enabled() and weight.requires_grad
+        key = (texts, weight._version + self.project.bias._version)
         cached = None if recording else self.cache.get(key)
         if cached is not None:
             return cached
+        disk_key = None
+        if not recording and disk_cache.enabled():  # shared by every process, keyed by the weights' bytes
+            fingerprint = disk_cache.fingerprint_tensors(self.project.named_parameters(), ALPHABET.encode())
+            disk_key = disk_cache.entry_key(fingerprint, texts, None, False, str(weight.dtype))
+            stored = disk_cache.load(disk_key)
+            if stored is not None:
+                self.cache.put(key, stored.to(weight.device))
+                return self.cache.get(key)
         self.text_encoder_calls += 1
-        weight = self.project.weight
         counts = torch.zeros(len(texts), len(ALPHABET), dtype=weight.dtype, device=weight.device)
         for row, text in enumerate(texts):
             for char in text.lower():
@@ -85,6 +95,8 @@ class BagOfCharacters(nn.Module):
         if not recording:
             embeddings = embeddings.detach()
             self.cache.put(key, embeddings)
+            if disk_key is not None:
+                disk_cache.store(disk_key, embeddings)
         return embeddings
 
 

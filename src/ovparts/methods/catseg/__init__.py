@@ -2,8 +2,10 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import CatSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     CatSeg.name,
@@ -22,4 +24,6 @@ SPEC = register_model(
     sizes={"native": "vit-b", "tiny": "tiny"},
     peers=PEERS,
     profiled=True,
+    converter=CONVERTER,
+    published=PUBLISHED,
 )

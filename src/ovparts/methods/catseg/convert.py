@@ -12,28 +12,24 @@ The official files are detectron2 ``torch.save`` dicts with the weights under ``
 The key map is data (:data:`CLIP_RULES`, :data:`HEAD_RULES`, :data:`TOP_RULES`): each rule is
 ``(official regex, ovparts template, operation)``. :func:`convert_catseg_state_dict` is pure; it infers the
 architecture from tensor shapes, reports official keys it did not use and ovparts keys it could not fill,
-and checks every shape.
+and checks every shape. The module declares :data:`CONVERTER`; reading, checking and writing are the shared
+steps of :mod:`ovparts.convert`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from ...backbones.clip_dense import default_guidance_layers
-from ...convert.keynames import Rule, official_missing_names, official_names
-from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
-
-# Re-exported: these tokenizer helpers lived here before the shared converter step.
-from ...convert.tokenizer import resolve_tokenizer_folder as resolve_tokenizer_folder
-from ...convert.tokenizer import with_tokenizer_ids as with_tokenizer_ids
+from ...convert import Conversion, Converter, convert_checkpoint
+from ...convert.conversion import settle
+from ...convert.keynames import official_missing_names
+from ...convert.rules import Rule, apply_rules, count_indices, map_state_dict, sub_dict, tensor_shape
 from ...errors import CheckpointError
-from ...hub import read_torch_file
 from ...models.cost_aggregation import shifted_window_mask
 
 # Head sizes that CatSegConfig derives from CLIP, guidance and templates (not stored in its ``head`` dict).
@@ -47,9 +43,7 @@ HEAD_PREFIX = "head."
 OFFICIAL_CLIP = "sem_seg_head.predictor.clip_model."
 OFFICIAL_HEAD = "sem_seg_head.predictor.transformer."
 
-# Rules are (official regex, ovparts template, operation). Operations: copy, transpose (OpenAI stores x @ W
-# projections, transformers stores Linear weights), split_qkv (fused q/k/v along dim 0; the template has a
-# {qkv} slot), flatten (official (1, 1, C) parameters), check_swin_mask (a buffer we recompute; verified).
+# Rules are (official regex, ovparts template, operation); the operations are ovparts.convert.rules'.
 _BLOCK_RULES: tuple[Rule, ...] = (
     (r"ln_1\.(?P<p>weight|bias)", r"layer_norm1.\g<p>", "copy"),
     (r"ln_2\.(?P<p>weight|bias)", r"layer_norm2.\g<p>", "copy"),
@@ -136,73 +130,6 @@ FOREIGN_MARKERS = {
 }
 
 
-@dataclass
-class ConversionResult:
-    """Converted weights, the config they imply, and what did not map."""
-
-    state_dict: dict[str, Tensor]
-    config: dict
-    variant: str
-    leftover: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    # The official names of the ``missing`` tensors (what the file should have held), for messages.
-    missing_official: list[str] = field(default_factory=list)
-
-    def report(self) -> str:
-        lines = [f"CAT-Seg ({self.variant} version): {len(self.state_dict)} tensors converted."]
-        if self.leftover:
-            lines.append(f"{len(self.leftover)} official key(s) not used: {', '.join(self.leftover[:10])}")
-        if self.missing:
-            names = list(dict.fromkeys(self.missing_official or self.missing))
-            lines.append(f"{len(names)} key(s) the model needs are missing: {', '.join(names[:10])}")
-        lines.extend(self.notes)
-        return "\n".join(lines)
-
-
-def apply_rules(
-    key: str, value: Tensor, rules: tuple[Rule, ...], prefix: str
-) -> list[tuple[str, Tensor]] | None:
-    """Map one official tensor through the first matching rule; None if no rule matches."""
-    for pattern, template, op in rules:
-        m = re.fullmatch(pattern, key)
-        if m is None:
-            continue
-        if op == "check_swin_mask":
-            return []
-        target = prefix + m.expand(template) if template else ""
-        if op == "copy":
-            return [(target, value)]
-        if op == "transpose":
-            return [(target, value.t())]
-        if op == "flatten":
-            return [(target, value.reshape(-1))]
-        if op == "split_qkv":
-            if value.shape[0] % 3:
-                raise CheckpointError(
-                    f"{key} has shape {tuple(value.shape)}, which cannot be split into q, k, v."
-                )
-            return [
-                (target.replace("{qkv}", n), t) for n, t in zip("qkv", value.chunk(3, dim=0), strict=True)
-            ]
-        raise AssertionError(f"unknown operation {op}")
-    return None
-
-
-def count_indices(keys, pattern: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
-
-
-def tensor_shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
-    if key not in sd:
-        full = getattr(sd, "prefix", "") + key
-        raise CheckpointError(
-            f"The checkpoint lacks {full}, from which the converter reads the architecture."
-        )
-    return tuple(sd[key].shape)
-
-
 def infer_clip_config(clip: Mapping[str, Tensor], vision_heads: int | None, text_heads: int | None) -> dict:
     """The ``transformers`` CLIPConfig (as a dict) that the OpenAI CLIP weights imply (heads = width / 64)."""
     vwidth, _, patch, _ = tensor_shape(clip, "visual.conv1.weight")
@@ -278,19 +205,6 @@ def infer_resnet_config(sd: Mapping[str, Tensor]) -> dict:
     return {"blocks": blocks, "stem_width": stem, "width": width}
 
 
-class SubDict(dict):
-    """The official tensors under one prefix, named without it; keeps the prefix so that messages can give
-    the full name the user finds in their file."""
-
-    prefix: str = ""
-
-
-def sub_dict(sd: Mapping[str, Tensor], prefix: str) -> SubDict:
-    out = SubDict((k[len(prefix) :], v) for k, v in sd.items() if k.startswith(prefix))
-    out.prefix = prefix
-    return out
-
-
 def detect_variant(sd: Mapping[str, Tensor]) -> str:
     """``"cvpr"`` when CLIP attention is split into q/k/v (and no ResNet), ``"old"`` when it is fused."""
     split = any(k.endswith("attn.q_proj_weight") for k in sd)
@@ -302,7 +216,7 @@ def convert_catseg_state_dict(
     official: Mapping[str, Tensor],
     vision_heads: int | None = None,
     text_heads: int | None = None,
-) -> ConversionResult:
+) -> Conversion:
     """Map an official CAT-Seg state dict (either release) onto ovparts' CAT-Seg.
 
     Pure: reads tensors, returns new tensors (float32) and the config; nothing is loaded or saved. Raises
@@ -361,64 +275,23 @@ def convert_catseg_state_dict(
 
     origins: dict[str, str] = {}
     out, leftover = map_state_dict(official, map_key, origins)
-    leftover += official_names(_check_against_model(out, config, origins), origins)
-    expected = expected_shapes(config)
-    missing = sorted(k for k in expected if k not in out)
-    named = official_missing_names(missing, RULE_TABLES)
-    return ConversionResult(out, config, variant, sorted(leftover), missing, notes, named)
-
-
-def map_state_dict(
-    official: Mapping[str, object],
-    map_key: Callable[[str, Tensor], list[tuple[str, Tensor]] | None],
-    origins: dict[str, str] | None = None,
-) -> tuple[dict[str, Tensor], list[str]]:
-    """Apply ``map_key`` to every tensor (as float32 when floating); keys it returns None for are leftovers.
-
-    ``origins``, when given, is filled with ovparts name -> the official name it came from, so that messages
-    about converted tensors can name the key the user finds in their file.
-    """
-    out: dict[str, Tensor] = {}
-    leftover: list[str] = []
-    for key, value in official.items():
-        if not isinstance(value, Tensor):
-            leftover.append(key)
-            continue
-        value = value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
-        mapped = map_key(key, value)
-        if mapped is None:
-            leftover.append(key)
-            continue
-        for target, tensor in mapped:
-            out[target] = tensor.contiguous()
-            if origins is not None:
-                origins[target] = key
-    return out, leftover
+    unused, missing = settle(out, expected_shapes(config), origins, "CAT-Seg")
+    return Conversion(
+        "catseg",
+        out,
+        config,
+        variant,
+        unconsumed=sorted(leftover + unused),
+        missing=missing,
+        missing_official=official_missing_names(missing, RULE_TABLES),
+        notes=notes,
+        headline=f"CAT-Seg ({variant} version)",
+    )
 
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts CAT-Seg state dict for a config (built on the meta device: no memory)."""
-    from .model import CatSeg, CatSegConfig  # noqa: PLC0415 - the model imports transformers
-
-    return shapes_on_meta(CatSeg, CatSegConfig, config)
-
-
-def _check_against_model(
-    out: dict[str, Tensor], config: dict, origins: Mapping[str, str] | None = None
-) -> list[str]:
-    """Drop (and return) produced keys the model does not have; refuse tensors whose shape is wrong."""
-    expected = expected_shapes(config)
-    unknown = [k for k in out if k not in expected]
-    for key in unknown:
-        del out[key]
-    for key, tensor in out.items():
-        if tuple(tensor.shape) != expected[key]:
-            raise CheckpointError(
-                f"{(origins or {}).get(key, key)} converts to {key} of shape {tuple(tensor.shape)}, but the "
-                f"architecture read from the checkpoint needs {expected[key]}; the file is not a consistent "
-                "CAT-Seg checkpoint."
-            )
-    return unknown
+    return CONVERTER.expected_shapes(config)
 
 
 def clip_input_size(official: Mapping[str, Tensor], patch: int) -> int:
@@ -440,20 +313,23 @@ def check_mask(key: str, mask: Tensor, window: int) -> list[str]:
     return []
 
 
-def load_official_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read an official ``.pth`` safely (``weights_only=True``) and return its model state dict."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"No checkpoint file at {path}.")
-    data = read_torch_file(path)
-    if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
-        data = data["model"]
-    if not isinstance(data, Mapping) or not any(isinstance(v, Tensor) for v in data.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors.")
-    return dict(data)
-
-
 DEFAULT_TOKENIZER = "openai/clip-vit-base-patch16"  # OpenAI's BPE, the one every CAT-Seg release uses
+
+CONVERTER = Converter(
+    method="catseg",
+    title="CAT-Seg",
+    convert=convert_catseg_state_dict,
+    default_tokenizer=DEFAULT_TOKENIZER,
+    help="""Convert an official CAT-Seg checkpoint (CVPR 2024 or old release, .pth) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert catseg model_base.pth catseg-vitb/
+      ovparts segment photo.jpg --model catseg --weights catseg-vitb/ --vocab "cat: head, ear"
+    """,
+)
+# The Python names of this converter's steps (the shared ones, bound to CAT-Seg).
+load_official_checkpoint = CONVERTER.read
 
 
 def convert_catseg_checkpoint(
@@ -462,21 +338,11 @@ def convert_catseg_checkpoint(
     tokenizer: str | os.PathLike = DEFAULT_TOKENIZER,
     vision_heads: int | None = None,
     text_heads: int | None = None,
-) -> ConversionResult:
+) -> Conversion:
     """Read an official ``.pth``, convert it, and save an ovparts checkpoint folder (with the tokenizer).
 
     Refuses (one sentence, :class:`CheckpointError`) when any ovparts weight would be left uninitialised.
     """
-    from .model import CatSeg, CatSegConfig  # noqa: PLC0415
-
-    result = convert_catseg_state_dict(load_official_checkpoint(checkpoint), vision_heads, text_heads)
-    if result.missing:
-        raise CheckpointError(
-            f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a CAT-Seg model needs "
-            f"(e.g. {(result.missing_official or result.missing)[0]}); it may be truncated or from another method."
-        )
-    result.config, folder = attach_tokenizer(result.config, tokenizer)
-    model = CatSeg(CatSegConfig.from_dict(result.config), tokenizer_folder=folder)
-    model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
-    model.save_pretrained(out_dir)
-    return result
+    return convert_checkpoint(
+        CONVERTER, checkpoint, out_dir, tokenizer, vision_heads=vision_heads, text_heads=text_heads
+    )

@@ -274,6 +274,7 @@ class CatSeg(ClipTextModel):
 
     name = "catseg"
     config_class = CatSegConfig
+    independent_classes = False  # class attention mixes the vocabulary's classes (docs/catseg.md)
 
     def __init__(self, config: CatSegConfig, tokenizer_folder: str | Path | None = None) -> None:
         super().__init__(config)

@@ -8,43 +8,29 @@ model built and checked is ovparts' CLIPSeg with the ``ov-parts`` options.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from ...convert.tokenizer import shapes_on_meta
+from ...convert import Conversion, Converter
+from ...convert import write_checkpoint as write_checkpoint
 from ...errors import CheckpointError
-from ...hub import read_torch_file
-from ...models.base import PartSegModel
 from ..partclipseg import convert as partclipseg
-from ..partclipseg.convert import Conversion
 
 OFFICIAL_PREFIX = partclipseg.BASELINE_PREFIX  # "clipseg_model."
 
 
-def read_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The model tensors of an official ``.pth``, read with ``weights_only=True``; other files are refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"The checkpoint file {str(path)!r} does not exist.")
-    payload = read_torch_file(path)
-    state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{str(path)!r} is not an OV-PARTS CLIPSeg checkpoint: it holds no 'model' dictionary of tensors."
-        )
+def recognise(state: Mapping[str, object], path: str) -> None:
+    """Refuse, naming the file, a checkpoint whose keys are not the baseline's (PartCLIPSeg's included)."""
     if not any(k.startswith(OFFICIAL_PREFIX) for k in state):
         if any(k.startswith(partclipseg.OFFICIAL_PREFIX) for k in state):
             raise CheckpointError(
-                f"{str(path)!r} is a PartCLIPSeg checkpoint; convert it with `ovparts convert partclipseg`."
+                f"{path!r} is a PartCLIPSeg checkpoint; convert it with `ovparts convert partclipseg`."
             )
         raise CheckpointError(
-            f"{str(path)!r} is not an OV-PARTS CLIPSeg checkpoint: no key starts with {OFFICIAL_PREFIX!r}."
+            f"{path!r} is not an OV-PARTS CLIPSeg checkpoint: no key starts with {OFFICIAL_PREFIX!r}."
         )
-    return state
 
 
 def map_key(official: str) -> str | None:
@@ -62,15 +48,6 @@ def official_key(ours: str) -> str:
     return name
 
 
-@dataclass
-class ClipSegConversion(Conversion):
-    """PartCLIPSeg's account of every key, with this checkpoint's official names in messages."""
-
-    def summary(self) -> str:
-        text = super().summary()
-        return text.replace(partclipseg.OFFICIAL_PREFIX, OFFICIAL_PREFIX)
-
-
 def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[str, Any]:
     """PartCLIPSeg's shape reading; the OV-PARTS patches are on when their tensors are in the file."""
     try:
@@ -84,31 +61,36 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
 
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    from .model import ClipSeg, ClipSegConfig
-
-    return shapes_on_meta(ClipSeg, ClipSegConfig, config)
+    """Names and shapes of our model's tensors for ``config``, built on the meta device (no memory)."""
+    return CONVERTER.expected_shapes(config)
 
 
 def convert_state_dict(
-    official: dict[str, torch.Tensor], base_config: dict[str, Any] | None = None
+    official: Mapping[str, torch.Tensor], base_config: dict[str, Any] | None = None
 ) -> Conversion:
     """Official tensors (``clipseg_model.`` keys) -> ours + the implied config; pure, shapes checked."""
-    from .model import CONFIGS
-
-    base = dict(CONFIGS["ov-parts"] if base_config is None else base_config)
-    return partclipseg.convert_with(official, base, map_key, infer_config, expected_shapes, ClipSegConversion)
+    base = CONVERTER.named_config(CONVERTER.base_config) if base_config is None else dict(base_config)
+    return partclipseg.convert_with(CONVERTER, official, base, map_key, infer_config, official_key)
 
 
-def write_checkpoint(
-    conversion: Conversion, out_dir: str | os.PathLike, tokenizer: str | os.PathLike
-) -> Path:
-    """Build the model (strict shape checks), then write safetensors + config.json + tokenizer files.
+CONVERTER = Converter(
+    method="clipseg",
+    title="CLIPSeg",
+    convert=convert_state_dict,
+    default_tokenizer="CIDAS/clipseg-rd64-refined",
+    help="""Convert an OV-PARTS CLIPSeg baseline checkpoint (.pth with clipseg_model. keys) into OUT_DIR.
 
-    The folder appears complete or not at all: it is written beside ``out_dir`` and renamed into place.
-    """
-    from .model import ClipSeg, ClipSegConfig
+    The visual adapter and the learned non-object (background) vector come with it.
 
-    def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
-        return ClipSeg(ClipSegConfig.from_dict(config), tokenizer_folder=folder)
-
-    return partclipseg.write_with(conversion, out_dir, tokenizer, build, official_key)
+    \b
+    Example:
+      ovparts convert clipseg clipseg_voc.pth clipseg-ovparts-voc/
+      ovparts segment photo.jpg --model clipseg --weights clipseg-ovparts-voc/ --vocab "cat: head, ear"
+    """,
+    recognise=recognise,
+    base_config="ov-parts",
+    style="counts",
+    saved="Wrote {path} (load it with --model {method} --weights {path}).",
+)
+# The Python names of this converter's steps (the shared ones; the writer is re-exported above).
+read_official_checkpoint = CONVERTER.read

@@ -287,6 +287,7 @@ class ClipSeg(ClipTextModel):
 
     name = "clipseg"
     config_class = ClipSegConfig
+    independent_classes = True  # the decoder runs once per prompt (docs/clipseg.md)
     # Subclasses (PartCLIPSeg) swap in a decoder that extends this one, and name the parameters a plain
     # transformers CLIPSeg checkpoint does not have, so they can start from one.
     decoder_class: type[ClipSegDecoder] = ClipSegDecoder

@@ -2,8 +2,10 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import PartCatSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     PartCatSeg.name,
@@ -20,4 +22,6 @@ SPEC = register_model(
     sizes={"native": "default", "tiny": "tiny"},
     peers=PEERS,
     profiled=True,
+    converter=CONVERTER,
+    published=PUBLISHED,
 )

@@ -23,8 +23,10 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ...convert.keynames import Rule, official_missing_names, official_names
-from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
+from ...convert import Conversion, Converter, convert_checkpoint
+from ...convert.conversion import settle
+from ...convert.keynames import official_missing_names
+from ...convert.rules import Rule, apply_rules, count_indices, map_state_dict, sub_dict, tensor_shape
 from ...errors import CheckpointError
 from ..catseg.convert import (
     CLIP_PREFIX,
@@ -34,17 +36,10 @@ from ..catseg.convert import (
     HEAD_RULES,
     OFFICIAL_CLIP,
     OFFICIAL_HEAD,
-    ConversionResult,
-    apply_rules,
     check_mask,
     clip_input_size,
-    count_indices,
     infer_clip_config,
     infer_head_config,
-    load_official_checkpoint,
-    map_state_dict,
-    sub_dict,
-    tensor_shape,
 )
 
 OFFICIAL_DINO = "backbone.dinov2."
@@ -76,15 +71,6 @@ HEAD_EXTRA_RULES: tuple[Rule, ...] = (
     *_renamed_layer_rules(r"layers_specific_part", "layers_specific"),
     *_renamed_layer_rules(r"layers_object", "layers_object"),
 )
-
-
-class PartCatSegConversion(ConversionResult):
-    """Converted weights, the config they imply, and what did not map."""
-
-    def report(self) -> str:
-        lines = super().report().splitlines()
-        lines[0] = f"PartCATSeg ({self.variant} config): {len(self.state_dict)} tensors converted."
-        return "\n".join(lines)
 
 
 def dino_rules(new_layout: bool) -> tuple[Rule, ...]:
@@ -161,9 +147,7 @@ def infer_dino_config(dino: Mapping[str, Tensor]) -> dict:
 
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the ovparts PartCATSeg state dict for a config (built on the meta device)."""
-    from .model import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
-
-    return shapes_on_meta(PartCatSeg, PartCatSegConfig, config, load_dino=False)
+    return CONVERTER.expected_shapes(config)
 
 
 def convert_partcatseg_state_dict(
@@ -171,7 +155,7 @@ def convert_partcatseg_state_dict(
     vision_heads: int | None = None,
     text_heads: int | None = None,
     dino_heads: int | None = None,
-) -> ConversionResult:
+) -> Conversion:
     """Map an official PartCATSeg state dict onto ovparts' PartCATSeg (``faithful=True``).
 
     Pure; raises :class:`CheckpointError` with one sentence when the dict is not a PartCATSeg checkpoint or
@@ -246,52 +230,53 @@ def convert_partcatseg_state_dict(
 
     origins: dict[str, str] = {}
     out, leftover = map_state_dict(official, map_key, origins)
-    unknown = [k for k in out if k not in expected]
-    for key in unknown:  # e.g. the never-called layers_object of the official model
-        del out[key]
-    for key, tensor in out.items():
-        if tuple(tensor.shape) != expected[key]:
-            raise CheckpointError(
-                f"{origins.get(key, key)} converts to {key} of shape {tuple(tensor.shape)}, but the "
-                f"architecture read from the checkpoint needs {expected[key]}; the file is not a consistent "
-                "PartCATSeg checkpoint."
-            )
-    if any(k.startswith("head.layers_object.") for k in unknown):
+    if any(k.startswith("head.layers_object.") and k not in expected for k in out):
         notes.append(
             f"{OFFICIAL_HEAD}layers_object.* (never called by the official forward) was not converted."
         )
-    missing = sorted(k for k in expected if k not in out)
-    leftover = sorted(leftover + official_names(unknown, origins))
+    unused, missing = settle(out, expected, origins, "PartCATSeg")  # drops e.g. layers_object
     tables = (
         (CLIP_RULES, OFFICIAL_CLIP, CLIP_PREFIX),
         (HEAD_RULES + HEAD_EXTRA_RULES, OFFICIAL_HEAD, HEAD_PREFIX),
         (dino_map, OFFICIAL_DINO, DINO_PREFIX),
         (((re.escape(OFFICIAL_BACKGROUND), "background_embedding", "copy"),), "", ""),
     )
-    named = official_missing_names(missing, tables)
-    return PartCatSegConversion(out, config, "faithful", leftover, missing, notes, named)
+    return Conversion(
+        "partcatseg",
+        out,
+        config,
+        "faithful",
+        unconsumed=sorted(leftover + unused),
+        missing=missing,
+        missing_official=official_missing_names(missing, tables),
+        notes=notes,
+        headline="PartCATSeg (faithful config)",
+    )
+
+
+CONVERTER = Converter(
+    method="partcatseg",
+    title="PartCATSeg",
+    convert=convert_partcatseg_state_dict,
+    default_tokenizer=DEFAULT_TOKENIZER,
+    build_options={"load_dino": False},  # DINOv2's weights come from the official file, not the hub
+    help="""Convert an official PartCATSeg checkpoint (.pth, CLIP + DINOv2 + aggregator) into OUT_DIR.
+
+    \b
+    Example:
+      ovparts convert partcatseg partcatseg_voc.pth partcatseg-voc/
+      ovparts segment photo.jpg --model partcatseg --weights partcatseg-voc/ --vocab "cat: head, ear"
+    """,
+)
 
 
 def convert_partcatseg_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
     tokenizer: str | os.PathLike = DEFAULT_TOKENIZER,
-) -> ConversionResult:
+) -> Conversion:
     """Read an official ``.pth`` (``weights_only=True``), convert it, save an ovparts checkpoint folder.
 
     Refuses (one sentence) when any ovparts weight would be left uninitialised.
     """
-    from .model import PartCatSeg, PartCatSegConfig  # noqa: PLC0415
-
-    result = convert_partcatseg_state_dict(load_official_checkpoint(checkpoint))
-    if result.missing:
-        raise CheckpointError(
-            f"{os.fspath(checkpoint)} lacks {len(result.missing)} weight(s) a PartCATSeg model needs "
-            f"(e.g. {(result.missing_official or result.missing)[0]}); it may be truncated or from another "
-            "method."
-        )
-    result.config, folder = attach_tokenizer(result.config, tokenizer)
-    model = PartCatSeg(PartCatSegConfig.from_dict(result.config), tokenizer_folder=folder, load_dino=False)
-    model.load_checked_state_dict(result.state_dict, source=os.fspath(checkpoint))
-    model.save_pretrained(out_dir)
-    return result
+    return convert_checkpoint(CONVERTER, checkpoint, out_dir, tokenizer)

@@ -255,6 +255,7 @@ class PartCatSeg(ClipTextModel):
     name = "partcatseg"
     config_class = PartCatSegConfig
     checkpoint_build_options = {"load_dino": False}  # the checkpoint holds DINO's weights
+    independent_classes = False  # CAT-Seg's class attention over parts and objects (docs/partcatseg.md)
 
     def __init__(
         self, config: PartCatSegConfig, tokenizer_folder: str | Path | None = None, load_dino: bool = True

@@ -2,8 +2,10 @@
 
 from ...models.registry import register_model
 from .config import CONFIGS
+from .convert import CONVERTER
 from .model import PartClipSeg
 from .peers import PEERS
+from .weights import PUBLISHED
 
 SPEC = register_model(
     PartClipSeg.name,
@@ -18,4 +20,6 @@ SPEC = register_model(
     },
     sizes={"native": "default", "tiny": "tiny"},
     peers=PEERS,
+    converter=CONVERTER,
+    published=PUBLISHED,
 )

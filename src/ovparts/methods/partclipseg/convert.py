@@ -9,21 +9,17 @@ official forward never uses). The architecture is read off the tensor shapes; wh
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from ...convert.tokenizer import attach_tokenizer, shapes_on_meta
+from ...convert import Conversion, Converter
+from ...convert import write_checkpoint as write_checkpoint
+from ...convert.conversion import settle
+from ...convert.rules import count_indices, map_state_dict
 from ...errors import CheckpointError
-from ...hub import read_torch_file
-from ...models.base import PartSegModel
 
 OFFICIAL_PREFIX = "partclipseg_model."
 BASELINE_PREFIX = "clipseg_model."  # the OV-PARTS CLIPSeg baseline trained in the same code base
@@ -41,52 +37,18 @@ DROPPED_PREFIXES: tuple[str, ...] = ("text_adapter.", "tunable_linear.")
 DROPPED_SUFFIXES: tuple[str, ...] = ("position_ids",)
 
 
-@dataclass
-class Conversion:
-    """The result of `convert_state_dict`: our tensors and config, and an account of every key."""
-
-    state_dict: dict[str, torch.Tensor]
-    config: dict[str, Any]
-    dropped: list[str] = field(default_factory=list)  # official keys left out on purpose
-    unconsumed: list[str] = field(default_factory=list)  # official keys the map does not know
-    missing: list[str] = field(default_factory=list)  # keys our model needs that the file lacks
-
-    def summary(self) -> str:
-        parts = [f"{len(self.state_dict)} tensors converted", f"{len(self.dropped)} dropped on purpose"]
-        if self.unconsumed:
-            parts.append(f"{len(self.unconsumed)} unconsumed ({', '.join(self.unconsumed[:3])})")
-        if self.missing:
-            names = [official_key(k) for k in self.missing[:3]]
-            parts.append(f"{len(self.missing)} missing ({', '.join(names)})")
-        return "; ".join(parts) + "."
-
-
-def read_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The model tensors of an official ``.pth`` (optimizer and scheduler state are discarded).
-
-    Read with ``weights_only=True``: nothing in the file is executed. Anything that is not a PartCLIPSeg
-    checkpoint is refused with one sentence.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"The checkpoint file {str(path)!r} does not exist.")
-    payload = read_torch_file(path)
-    state = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{str(path)!r} is not a PartCLIPSeg checkpoint: it holds no 'model' dictionary of tensors."
-        )
+def recognise(state: Mapping[str, object], path: str) -> None:
+    """Refuse, naming the file, a checkpoint whose keys are not PartCLIPSeg's (the baseline's included)."""
     keys = list(state)
     if not any(k.startswith(OFFICIAL_PREFIX) for k in keys):
         if any(k.startswith(BASELINE_PREFIX) for k in keys):
             raise CheckpointError(
-                f"{str(path)!r} is an OV-PARTS CLIPSeg baseline checkpoint, not PartCLIPSeg "
+                f"{path!r} is an OV-PARTS CLIPSeg baseline checkpoint, not PartCLIPSeg "
                 f"(its keys start with {BASELINE_PREFIX!r}); convert it with `ovparts convert clipseg`."
             )
         raise CheckpointError(
-            f"{str(path)!r} is not a PartCLIPSeg checkpoint: no key starts with {OFFICIAL_PREFIX!r}."
+            f"{path!r} is not a PartCLIPSeg checkpoint: no key starts with {OFFICIAL_PREFIX!r}."
         )
-    return state
 
 
 def map_key(official: str) -> str | None:
@@ -108,12 +70,6 @@ def official_key(ours: str) -> str:
         if ours == target or ours.startswith(target):
             return OFFICIAL_PREFIX + source + ours[len(target) :]
     return ours
-
-
-def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
-    return max(found) + 1 if found else 0
 
 
 def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[str, Any]:
@@ -138,14 +94,14 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
         "vocab_size": vocab_size,
         "hidden_size": text_width,
         "intermediate_size": shape(text + "encoder.layers.0.mlp.fc1.weight")[0],
-        "num_hidden_layers": _count_layers(state, text + "encoder.layers."),
+        "num_hidden_layers": count_indices(state, re.escape(text + "encoder.layers.") + r"(\d+)\."),
         "max_position_embeddings": shape(text + "embeddings.position_embedding.weight")[0],
     }
     config["vision_config"] = {
         **base.get("vision_config", {}),
         "hidden_size": vision_width,
         "intermediate_size": shape(vision + "encoder.layers.0.mlp.fc1.weight")[0],
-        "num_hidden_layers": _count_layers(state, vision + "encoder.layers."),
+        "num_hidden_layers": count_indices(state, re.escape(vision + "encoder.layers.") + r"(\d+)\."),
         "num_channels": patch[1],
         "patch_size": patch[-1],
         "image_size": side * patch[-1],
@@ -154,7 +110,7 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
     config["reduce_dim"] = shape("decoder.film_mul.weight")[0]
     config["decoder_intermediate_size"] = shape("decoder.layers.0.mlp.fc1.weight")[0]
     config["use_complex_transposed_convolution"] = "decoder.transposed_convolution.0.weight" in state
-    reduces = _count_layers(state, "decoder.reduces.")
+    reduces = count_indices(state, re.escape("decoder.reduces.") + r"(\d+)\.")
     if reduces != len(config.get("extract_layers", [])):
         raise CheckpointError(
             f"The checkpoint's decoder reads {reduces} CLIP layers, the base config {config.get('extract_layers')}."
@@ -168,106 +124,72 @@ def infer_config(state: dict[str, torch.Tensor], base: dict[str, Any]) -> dict[s
 
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Names and shapes of our model's tensors for ``config``, built on the meta device (no memory)."""
-    from .model import PartClipSeg, PartClipSegConfig
-
-    return shapes_on_meta(PartClipSeg, PartClipSegConfig, config)
+    return CONVERTER.expected_shapes(config)
 
 
 def convert_state_dict(
-    official: dict[str, torch.Tensor], base_config: dict[str, Any] | None = None
+    official: Mapping[str, torch.Tensor], base_config: dict[str, Any] | None = None
 ) -> Conversion:
     """Official PartCLIPSeg tensors (with their ``partclipseg_model.`` prefix) -> ours + the implied config.
 
     Pure: no file is read or written. Shapes are checked against the model the config implies.
     """
-    from .model import CONFIGS
-
-    base = dict(CONFIGS["default"] if base_config is None else base_config)
-    return convert_with(official, base, map_key, infer_config, expected_shapes, Conversion)
+    base = CONVERTER.named_config(CONVERTER.base_config) if base_config is None else dict(base_config)
+    return convert_with(CONVERTER, official, base, map_key, infer_config, official_key)
 
 
 def convert_with(
-    official: dict[str, torch.Tensor],
+    converter: Converter,
+    official: Mapping[str, torch.Tensor],
     base: dict[str, Any],
     key_map: Callable[[str], str | None],
     read_config: Callable[[dict[str, torch.Tensor], dict[str, Any]], dict[str, Any]],
-    shapes: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
-    result: type[Conversion],
+    name_of: Callable[[str], str],
 ) -> Conversion:
-    """The CLIPSeg family's conversion, given its key rules, shape reading and model shapes.
+    """The CLIPSeg family's conversion, given its key map, shape reading and official names (for messages).
 
     Every official key ends up converted, dropped on purpose or reported as unconsumed; tensors the model
     does not have are reported, and a tensor of the wrong shape is refused naming its official key.
     """
-    state: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-    dropped, unconsumed = [], []
-    for key, tensor in official.items():
+    dropped: list[str] = []
+
+    def rename(key: str, value: torch.Tensor) -> list[tuple[str, torch.Tensor]] | None:
         target = key_map(key)
-        if target is None:
-            unconsumed.append(key)
-        elif target == "":
+        if target == "":
             dropped.append(key)
-        else:
-            state[target], origin[target] = tensor, key
+            return []
+        return None if target is None else [(target, value)]
+
+    origins: dict[str, str] = {}
+    state, unconsumed = map_state_dict(official, rename, origins)
     config = read_config(state, base)
-    expected = shapes(config)
-    missing = [k for k in expected if k not in state]
-    for key in [k for k in state if k not in expected]:
-        unconsumed.append(origin[key])
-        del state[key]
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != expected[key]:
-            raise CheckpointError(
-                f"The tensor {origin[key]!r} has shape {tuple(tensor.shape)}, but the architecture read from "
-                f"the checkpoint needs {expected[key]}."
-            )
-    return result(state, config, dropped, unconsumed, missing)
+    unused, missing = settle(state, converter.expected_shapes(config), origins, converter.title)
+    return Conversion(
+        converter.method,
+        state,
+        config,
+        unconsumed=sorted(unconsumed + unused),
+        dropped=dropped,
+        missing=missing,
+        missing_official=[name_of(k) for k in missing],
+        style="counts",
+    )
 
 
-def write_checkpoint(
-    conversion: Conversion, out_dir: str | os.PathLike, tokenizer: str | os.PathLike
-) -> Path:
-    """Build the model (strict shape checks), then write safetensors + config.json + tokenizer files."""
-    from .model import PartClipSeg, PartClipSegConfig
+CONVERTER = Converter(
+    method="partclipseg",
+    title="PartCLIPSeg",
+    convert=convert_state_dict,
+    default_tokenizer="CIDAS/clipseg-rd64-refined",
+    help="""Convert an official PartCLIPSeg checkpoint (e.g. partclipseg_voc_oracle.pth) into OUT_DIR.
 
-    def build(config: dict[str, Any], folder: str | os.PathLike) -> PartSegModel:
-        return PartClipSeg(PartClipSegConfig.from_dict(config), tokenizer_folder=folder)
-
-    return write_with(conversion, out_dir, tokenizer, build, official_key)
-
-
-def write_with(
-    conversion: Conversion,
-    out_dir: str | os.PathLike,
-    tokenizer: str | os.PathLike,
-    build: Callable[[dict[str, Any], str | os.PathLike], PartSegModel],
-    name_of: Callable[[str], str],
-) -> Path:
-    """Build the model ``build`` makes (strict shape checks), then write it with its tokenizer files.
-
-    The folder appears complete or not at all: it is written beside ``out_dir`` and renamed into place.
-    ``name_of`` turns one of our keys into the official name a message should show.
-    """
-    if conversion.missing:
-        raise CheckpointError(
-            f"The checkpoint lacks {len(conversion.missing)} tensors the model needs, "
-            f"e.g. {name_of(conversion.missing[0])!r}."
-        )
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(f"{str(out)!r} already exists and is not an empty folder; choose a new one.")
-    conversion.config, folder = attach_tokenizer(conversion.config, tokenizer)
-    model = build(conversion.config, folder)
-    model.load_checked_state_dict(conversion.state_dict, source="the converted checkpoint")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    OUT_DIR then loads with `--model partclipseg --weights OUT_DIR`; it keeps the official class order and
+    object-embedding index (faithful=true in its config.json), which the published weights depend on.
+    """,
+    recognise=recognise,
+    base_config="default",
+    style="counts",
+    saved="Wrote {path} (load it with --model {method} --weights {path}).",
+)
+# The Python names of this converter's steps (the shared ones; the writer is re-exported above).
+read_official_checkpoint = CONVERTER.read

@@ -193,6 +193,11 @@ class PartClipSeg(ClipSeg):
             raise ValueError("PartCLIPSeg needs visual_adapter=True and non_object_embedding=True.")
         super().__init__(config, tokenizer_folder)
 
+    @property
+    def independent_classes(self) -> bool:  # type: ignore[override]
+        """Per class, unless ``faithful`` takes the object text at a vocabulary-wide index (docs/partclipseg.md)."""
+        return not self.config.faithful
+
     def _after_foreign_load(self) -> None:
         """Built from a plain CLIPSeg checkpoint: copy its FiLM and head into the object-specific branch."""
         self.decoder.copy_trunk_into_branch()

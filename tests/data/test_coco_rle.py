@@ -1,11 +1,12 @@
-"""COCO RLE written without pycocotools: round trips, edge cases, and agreement with pycocotools when present."""
+"""The one COCO RLE codec (readers decode with it, the server encodes with it): round trips, edge cases,
+refusals of malformed input, and agreement with pycocotools when present."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ovparts.serve import rle
+from ovparts.data import coco_rle as rle
 
 SHAPES = [(1, 1), (3, 5), (17, 4), (64, 33)]
 
@@ -46,13 +47,32 @@ def test_string_form_round_trips_through_its_inverse():
 def test_list_counts_decode_too():
     mask = np.eye(4, dtype=bool)
     assert rle.decode({"size": [4, 4], "counts": rle.encode_counts(mask)}).tolist() == mask.tolist()
+    for mask in random_masks(3):
+        plain = rle.encode(mask, compressed=False)
+        assert plain["counts"] == rle.encode_counts(mask) and plain["size"] == list(mask.shape)
+        np.testing.assert_array_equal(rle.decode(plain), mask)
+        compact = rle.encode(mask)
+        assert compact["counts"] == rle.counts_to_string(plain["counts"])
+        # pycocotools hands out the compact form as bytes
+        np.testing.assert_array_equal(rle.decode({**compact, "counts": compact["counts"].encode()}), mask)
 
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="2-D"):
         rle.encode_counts(np.zeros(4, bool))
-    with pytest.raises(ValueError, match="add up"):
+    with pytest.raises(ValueError, match="covers 3 pixels, expected 4"):
         rle.decode_counts([1, 2], (2, 2))
+    with pytest.raises(ValueError, match="negative run"):
+        rle.decode_counts([-1, 5], (2, 2))
+    with pytest.raises(ValueError, match="outside its alphabet"):
+        rle.string_to_counts("0\x00")
+    with pytest.raises(ValueError, match="outside its alphabet"):
+        rle.string_to_counts("0é")
+    with pytest.raises(ValueError, match="malformed"):
+        rle.string_to_counts("P")  # a continuation bit with nothing after it
+    with pytest.raises(ValueError, match="malformed"):
+        rle.string_to_counts("o" * 13 + "1")  # a count of more than 64 bits
+    assert rle.string_to_counts("o" * 12 + "1") == [int("1" + "11111" * 12, 2)]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -66,3 +86,4 @@ def test_agrees_with_pycocotools():
         assert ours["counts"] == theirs["counts"].decode("ascii")
         assert ours["size"] == list(theirs["size"])
         np.testing.assert_array_equal(mask_api.decode({**ours, "counts": ours["counts"].encode()}), mask)
+        np.testing.assert_array_equal(rle.decode(theirs), mask)

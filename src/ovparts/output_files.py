@@ -1,9 +1,12 @@
-"""Writing outputs without losing anything: checked before work starts, written atomically, cleaned up.
+"""Output files written without losing anything: checked before work starts, written atomically, cleaned up.
+
+The one place ovparts writes a file that must never be seen half-written: segment results, reports, benchmark
+tables, ``save_pretrained`` folders and training checkpoints all go through ``atomic_write``.
 
 - ``check_output_dir`` / ``check_output_file`` run before a command's work (a batch, an evaluation) and turn
   every reason a path cannot be written (permissions, a full disk, a read-only or virtual file system, a
   dangling symbolic link, a file where a folder is wanted or the reverse) into one sentence.
-- ``atomic_write`` writes through a temporary file named ``.ovparts-tmp-<pid>-<name>.<random>.part`` and
+- ``atomic_write`` (and its two common cases ``write_text`` and ``write_png``) writes through a temporary file named ``.ovparts-tmp-<pid>-<name>.<random>.part`` and
   renames it over the target, so a crash never leaves a half-written output. A run killed by SIGKILL can
   still leave such a file behind; ``clean_stale_temps`` removes the ones whose process is gone (and only
   files matching that pattern), and every output folder check calls it.
@@ -22,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import OvpartsError
 
@@ -158,6 +162,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], option:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str, option: str = "--out") -> None:
+    """``atomic_write`` of UTF-8 text (a JSON report, a Markdown table)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), option)
+
+
+def write_png(path: str | os.PathLike, image: Any, option: str = "--out") -> None:
+    """``atomic_write`` of a PIL image as PNG (the format is named, since the temporary file's suffix is not
+    ``.png``)."""
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), option)
 
 
 def _current_umask() -> int:
