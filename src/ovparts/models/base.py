@@ -161,7 +161,12 @@ class PartSegModel(nn.Module):
         raise NotImplementedError
 
     def encode_vocabulary(self, vocab: Vocabulary) -> Any:
-        """The text side of ``predict`` for ``vocab``, cached per vocabulary (what the text-cost figures count)."""
+        """The text side of ``predict`` for ``vocab``, cached per vocabulary (what the text-cost figures count).
+
+        The module that runs the text encoder keeps its embeddings in a
+        :class:`~ovparts.text.cache.TextEmbeddingCache` (the server bounds its bytes) and in
+        ``ovparts.text.disk_cache`` (for the next process), offers ``clear_text_cache()`` and counts its actual
+        runs in ``text_encoder_calls`` (the contract test checks that a cached vocabulary runs nothing)."""
         raise NotImplementedError
 
     def clear_vocabulary_cache(self) -> None:

@@ -3,14 +3,22 @@
 Each method's folder (``ovparts/methods/<name>/``) registers one :class:`ModelSpec` in its ``__init__.py``:
 its class, named configs, weights, converter, benchmark sizes and peers. The CLI, the trainer, the benchmark
 and the server read it and name no method themselves.
+
+A method from another package registers the same way, from a module named in the ``ovparts.methods`` entry
+point group of its distribution (``[project.entry-points."ovparts.methods"] mymethod = "mypackage.method"``).
+The registry imports those modules when first asked for a method, in every process (the benchmark's workers
+included), so an installed method is seen by every command without any file of ovparts changing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from .base import PartSegModel
 __all__ = [
     "BUILTIN_METHODS",
     "DEFAULT_MODEL",
+    "ENTRY_POINT_GROUP",
     "BenchmarkPeer",
     "ModelSpec",
     "available_models",
@@ -31,6 +40,7 @@ __all__ = [
     "model_specs",
     "register_model",
     "resolve_config",
+    "unregister_model",
 ]
 
 
@@ -75,7 +85,10 @@ class ModelSpec:
     published: tuple[Any, ...] = ()
 
 
+ENTRY_POINT_GROUP = "ovparts.methods"
+
 _REGISTRY: dict[str, ModelSpec] = {}
+_PLUGIN_PATH: tuple[str, ...] | None = None  # the sys.path the entry points were last read under
 
 
 def register_model(
@@ -95,6 +108,8 @@ def register_model(
     spec = ModelSpec(cls, configs, default_weights, description, **details)
     if spec.converter is not None and spec.converter.method != name:
         raise ValueError(f"Model {name!r} registers the converter of {spec.converter.method!r}.")
+    if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+        raise ValueError(f"Model {name!r} is already registered (by {_REGISTRY[name].cls.__module__}).")
     missing = sorted(set(spec.sizes.values()) - set(configs))
     if missing:
         raise ValueError(f"Model {name!r} names the benchmark size config {missing[0]!r}, which it lacks.")
@@ -102,9 +117,29 @@ def register_model(
     return spec
 
 
+def unregister_model(name: str) -> None:
+    """Forget ``name`` (a notebook re-defining a method, a test removing the method it installed)."""
+    _REGISTRY.pop(name, None)
+
+
 def _load_builtins() -> None:
+    """Import the built-in method packages, then the installed ones (entry points, read again only when
+    ``sys.path`` changed: scanning the installed distributions costs milliseconds)."""
+    global _PLUGIN_PATH
     for package in BUILTIN_METHODS:
         import_module(package)
+    if tuple(sys.path) == _PLUGIN_PATH:
+        return
+    _PLUGIN_PATH = tuple(sys.path)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not take every command down with it
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            warnings.warn(
+                f"The ovparts method {entry.name!r} ({entry.value}) did not load and is left out: {detail}",
+                stacklevel=2,
+            )
 
 
 def available_models() -> list[str]:

@@ -110,10 +110,18 @@ def set_budget(model: torch.nn.Module, max_bytes: int) -> int:
 
     Shrinking the budget evicts at once, least recently used first.
     """
-    found = 0
+    caches = text_caches(model)
+    for cache in caches:
+        cache.resize(max_bytes)
+    return len(caches)
+
+
+def text_caches(model: torch.nn.Module) -> list[TextEmbeddingCache]:
+    """Every :class:`TextEmbeddingCache` held by ``model`` or its submodules, under whatever attribute name
+    (a method's own text encoder needs no particular name for the server's budget to reach it)."""
+    found: dict[int, TextEmbeddingCache] = {}
     for module in model.modules():
-        cache = getattr(module, "_text_cache", None)
-        if isinstance(cache, TextEmbeddingCache):
-            cache.resize(max_bytes)
-            found += 1
-    return found
+        for value in vars(module).values():
+            if isinstance(value, TextEmbeddingCache):
+                found[id(value)] = value
+    return list(found.values())

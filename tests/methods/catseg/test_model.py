@@ -1,4 +1,5 @@
-"""The CAT-Seg model end to end with tiny random weights: contract, checkpoints, training, Segmenter."""
+"""The CAT-Seg model end to end with tiny random weights: its outputs, training, Segmenter (the generic
+contract, chunking and checkpoint round trip are checked for every method in tests/models/test_contract.py)."""
 
 from __future__ import annotations
 
@@ -47,24 +48,6 @@ def test_variants_use_their_templates_and_guidance(model):
         assert model.resnet is not None and model.clip_guidance is None
     else:
         assert model.clip_guidance is not None and model.resnet is None
-
-
-def test_chunked_equals_unchunked(model):
-    vocab = ovparts.Vocabulary.parse(VOCAB)
-    text = model.text_embeddings(vocab.part_texts())
-    with torch.no_grad():
-        x = pixels(model)
-        assert torch.allclose(model(x, text, class_chunk=0), model(x, text, class_chunk=2), atol=1e-5)
-
-
-def test_save_load_round_trip(model, tmp_path):
-    vocab = ovparts.Vocabulary.parse(VOCAB)
-    model.save_pretrained(tmp_path)
-    loaded = ovparts.load_model("catseg", weights=str(tmp_path))
-    assert loaded.config == model.config
-    with torch.no_grad():
-        x = pixels(model)
-        assert torch.allclose(loaded.predict(x, vocab).parts, model.predict(x, vocab).parts, atol=1e-6)
 
 
 def test_training_steps_lower_the_loss():

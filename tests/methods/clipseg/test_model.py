@@ -59,19 +59,6 @@ def test_parity_with_transformers_benchmark_size(tmp_path):
     assert (ours - ref).abs().max().item() <= 1e-4
 
 
-def test_class_chunking_does_not_change_logits(tiny_clipseg_dir):
-    torch.manual_seed(0)
-    pixels = torch.randn(2, 3, 64, 64)
-    one = ovparts.load_model("clipseg", weights=str(tiny_clipseg_dir), config={"class_chunk": 1})
-    many = ovparts.load_model("clipseg", weights=str(tiny_clipseg_dir), config={"class_chunk": 64})
-    with torch.no_grad():
-        conditions = one.text_conditions(TEXTS).double()
-        a = one.double()(pixels.double(), conditions).logits
-        b = many.double()(pixels.double(), conditions).logits
-    assert a.shape == (2, len(TEXTS), 64, 64)
-    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-
-
 @pytest.fixture(scope="module")
 def clipseg_dir(tmp_path_factory, tokenizer_dir):
     """The tiny hub-format CLIPSeg with each test tokenizer (the real one: a 49408-row token embedding)."""
@@ -159,7 +146,9 @@ def test_ov_parts_patches_add_background_channel(tiny_clipseg_dir, tmp_path):
         torch.testing.assert_close(again.predict(pixels, vocab).parts, model.predict(pixels, vocab).parts)
 
 
-def test_save_pretrained_round_trip(tiny_clipseg, tmp_path):
+def test_save_pretrained_carries_the_tokenizer(tiny_clipseg, tmp_path):
+    """The weights round trip is checked for every method in tests/models/test_contract.py; a CLIP method's
+    folder also carries its tokenizer, so that it loads offline."""
     tiny_clipseg.save_pretrained(tmp_path / "ckpt")
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} >= {
         "model.safetensors",
@@ -167,8 +156,7 @@ def test_save_pretrained_round_trip(tiny_clipseg, tmp_path):
         "tokenizer_config.json",
     }
     again = ClipSeg.from_pretrained(tmp_path / "ckpt")
-    for key, value in tiny_clipseg.state_dict().items():
-        assert torch.equal(value, again.state_dict()[key]), key
+    assert again.backbone.tokenizer.get_vocab() == tiny_clipseg.backbone.tokenizer.get_vocab()
 
 
 def test_tiny_config_builds_offline():
