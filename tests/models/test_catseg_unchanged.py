@@ -1,8 +1,10 @@
 """Issue 19's optimisations leave CAT-Seg / PartCATSeg outputs unchanged (fp32, within 1e-5).
 
 The unoptimised computations are kept here as references: the class aggregation that appends the padding
-classes to every pixel and projects concatenated [tokens ; guidance], and the Swin block that concatenates
-the appearance guidance to every class's tokens. Each test runs a layer or a whole tiny model both ways.
+classes to every pixel and projects concatenated [tokens ; guidance], the Swin block that concatenates
+the appearance guidance to every class's tokens and rolls / partitions / merges / rolls back the map, the
+spatial aggregation that runs each block in grid order, and the decoder upsampling that copies the guidance
+to every class and concatenates it. Each test runs a layer or a whole tiny model both ways.
 """
 
 from __future__ import annotations
@@ -74,6 +76,28 @@ def reference_swin_block(block, x, guidance, h, w):
     return x + block.mlp(block.norm2(x))
 
 
+def reference_spatial_aggregation(layer, x, guidance, class_chunk=None):
+    """SpatialAggregation as first written: (B, C, T, H, W) permuted to class rows, each block in grid order."""
+    b, c, t, h, w = x.shape
+    g = None
+    if guidance is not None and layer.guidance_norm is not None:
+        g = layer.guidance_norm(guidance.flatten(2).transpose(1, 2))
+    y = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+    y = reference_swin_block(layer.block2, reference_swin_block(layer.block1, y, g, h, w), g, h, w)
+    return y.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+def reference_guided_up(up, x, guidance=None):
+    """GuidedUp as first written: the guidance repeated for every class and concatenated before conv1."""
+    x = up.up(x)
+    if guidance is not None:
+        if guidance.shape[0] != x.shape[0]:
+            guidance = guidance.repeat_interleave(x.shape[0] // guidance.shape[0], dim=0)
+        x = torch.cat([x, guidance], dim=1)
+    x = F.relu(up.norm1(up.conv1(x)))
+    return F.relu(up.norm2(up.conv2(x)))
+
+
 def _randomise(module):
     torch.manual_seed(1)
     with torch.no_grad():
@@ -109,6 +133,44 @@ def test_swin_block_matches_the_unoptimised_block(guidance_dim, shift):
         assert torch.allclose(block(x, per_row, 8, 8), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("grid", [8, 4])  # 8: two windows a side (both blocks gather); 4: one window
+@pytest.mark.parametrize("guidance_dim", [0, 8])
+def test_spatial_aggregation_matches_grid_order(grid, guidance_dim):
+    layer = catseg_blocks.SpatialAggregation(16, guidance_dim, heads=2, window=4)
+    _randomise(layer)
+    x = torch.randn(2, 16, 3, grid, grid)
+    g = torch.randn(2, guidance_dim, grid, grid) if guidance_dim else None
+    expected = reference_spatial_aggregation(layer, x, g)
+    for chunk in (None, 2):
+        assert torch.allclose(layer(x, g, chunk), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_window_order_is_roll_then_partition():
+    block = catseg_blocks.GuidedSwinBlock(4, 0, heads=1, window=4, shift=2)
+    x = torch.randn(3, 8, 8, 4)
+    forward, inverse = block.order(8, 8, x.device)
+    rolled = torch.roll(x, shifts=(-2, -2), dims=(1, 2))
+    windows = catseg_blocks.window_partition(rolled, 4).reshape(3, 64, 4)
+    assert torch.equal(x.reshape(3, 64, 4).index_select(1, forward), windows)
+    assert torch.equal(windows.index_select(1, inverse), x.reshape(3, 64, 4))
+    assert catseg_blocks.GuidedSwinBlock(4, 0, heads=1, window=8, shift=0).order(8, 8, x.device) is None
+
+
+@pytest.mark.parametrize("guided", [True, False])
+def test_guided_up_matches_the_concatenation(guided):
+    up = catseg_blocks.GuidedUp(32, 16, 8 if guided else 0)
+    _randomise(up)
+    x = torch.randn(6, 32, 5, 5)  # 2 images x 3 classes
+    g = torch.randn(2, 8, 10, 10) if guided else None
+    expected = reference_guided_up(up, x, g)
+    assert torch.allclose(up(x, g), expected, atol=1e-5, rtol=1e-5)
+    cl = torch.channels_last
+    got = up(x.contiguous(memory_format=cl), None if g is None else g.contiguous(memory_format=cl))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    if g is not None:  # one map per row still works
+        assert torch.allclose(up(x, g.repeat_interleave(3, dim=0)), expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture
 def unoptimised(monkeypatch):
     """Swap the reference layers into the models (the 'before' side of a whole-model comparison)."""
@@ -120,6 +182,8 @@ def unoptimised(monkeypatch):
             lambda self, x, g, pool=(1, 1), class_chunk=None: reference_class_aggregation(self, x, g, pool),
         )
         monkeypatch.setattr(catseg_blocks.GuidedSwinBlock, "forward", reference_swin_block)
+        monkeypatch.setattr(catseg_blocks.SpatialAggregation, "forward", reference_spatial_aggregation)
+        monkeypatch.setattr(catseg_blocks.GuidedUp, "forward", reference_guided_up)
 
     return swap
 

@@ -215,29 +215,52 @@ class GuidedSwinBlock(nn.Module):
             self._mask_cache[key] = shifted_window_mask(h, w, window, shift, device)
         return self._mask_cache[key]
 
+    def order(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor] | None:
+        """Token order of this block's (shifted) windows on an h x w grid, and its inverse; None if identity.
+
+        ``x.index_select(1, order)`` is what the cyclic shift followed by the window partition gives, in one
+        gather instead of two copies; ``index_select(1, inverse)`` undoes it (merge, then shift back).
+        """
+        window, shift = self._geometry(h, w)
+        if window == h and window == w and not shift:
+            return None
+        key = ("order", h, w, window, shift, device)
+        if key not in self._mask_cache:
+            grid = torch.arange(h * w, device=device, dtype=torch.float32).reshape(1, h, w, 1)
+            if shift:
+                grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+            order = window_partition(grid, window).reshape(-1).long()
+            self._mask_cache[key] = (order, torch.argsort(order))
+        return self._mask_cache[key]
+
+    def forward_windowed(self, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
+        """The block on tokens already in its window order (:meth:`order`): (N, H*W, dim) -> same order.
+
+        Layer norm, MLP and residuals act on each token alone, so the whole block can stay in window order;
+        only the attention needs the windows, which are then plain reshapes. ``guidance`` (M, H*W, G), M
+        dividing N, must be in the same order.
+        """
+        n, length, c = x.shape
+        window, shift = self._geometry(h, w)
+        per_item = (h // window) * (w // window)
+        area = window * window
+        mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None
+        g = None if guidance is None else guidance.reshape(-1, area, guidance.shape[-1])
+        y = self.attn(self.norm1(x).reshape(n * per_item, area, c), per_item, mask, g)
+        x = x + y.reshape(n, length, c)
+        return x + self.mlp(self.norm2(x))
+
     def forward(self, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
         """``x`` (N, H*W, dim), ``guidance`` (M, H*W, guidance_dim) or None -> (N, H*W, dim).
 
         M divides N: each guidance map serves N // M consecutive rows of ``x`` (M = N: one map per row; M = B
         with the classes of each image in a row: one appearance map per image, projected once)."""
-        n, length, c = x.shape
-        window, shift = self._geometry(h, w)
-        per_item = (h // window) * (w // window)
-
-        def to_windows(t: Tensor) -> Tensor:
-            t = t.reshape(t.shape[0], h, w, -1)
-            if shift:
-                t = torch.roll(t, shifts=(-shift, -shift), dims=(1, 2))
-            return window_partition(t, window)
-
-        guidance_windows = None if guidance is None else to_windows(guidance)
-        mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None
-        y = self.attn(to_windows(self.norm1(x)), per_item, mask, guidance_windows)
-        y = window_merge(y, window, h, w)
-        if shift:
-            y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
-        x = x + y.reshape(n, length, c)
-        return x + self.mlp(self.norm2(x))
+        order = self.order(h, w, x.device)
+        if order is None:
+            return self.forward_windowed(x, guidance, h, w)
+        forward, inverse = order
+        g = None if guidance is None else guidance.index_select(1, forward)
+        return self.forward_windowed(x.index_select(1, forward), g, h, w).index_select(1, inverse)
 
 
 class SpatialAggregation(nn.Module):
@@ -259,11 +282,23 @@ class SpatialAggregation(nn.Module):
         if guidance is not None and self.guidance_norm is not None:
             g = self.guidance_norm(guidance.flatten(2).transpose(1, 2))  # (B, HW, G)
 
+        # Both blocks run in their own window order (per-token ops commute with reordering), so the tokens
+        # are gathered three times (in, between the blocks, out) instead of rolled, partitioned, merged and
+        # rolled back in each block.
+        identity = torch.arange(h * w, device=x.device)
+        first = self.block1.order(h, w, x.device) or (identity, identity)
+        second = self.block2.order(h, w, x.device) or (identity, identity)
+        between = first[1].index_select(0, second[0])  # block1's order -> block2's order
+        g1 = None if g is None else g.index_select(1, first[0])
+        g2 = None if g is None else g.index_select(1, second[0])
+
         def run(chunk: Tensor) -> Tensor:
             tc = chunk.shape[2]
-            y = chunk.permute(0, 2, 3, 4, 1).reshape(b * tc, h * w, c)
+            # (B, C, T, H, W) -> (B*T, HW, C) in block1's window order: one gather from the strided view
+            y = chunk.permute(0, 2, 3, 4, 1).reshape(b * tc, h * w, c).index_select(1, first[0])
             # g stays one map per image: the blocks project it once and broadcast it over the classes
-            y = self.block2(self.block1(y, g, h, w), g, h, w)
+            y = self.block1.forward_windowed(y, g1, h, w).index_select(1, between)
+            y = self.block2.forward_windowed(y, g2, h, w).index_select(1, second[1])
             return y.reshape(b, tc, h, w, c).permute(0, 4, 1, 2, 3)
 
         return map_classes(run, x, class_chunk)
@@ -480,9 +515,22 @@ class GuidedUp(nn.Module):
         self.norm2 = nn.GroupNorm(out_dim // 16, out_dim)
 
     def forward(self, x: Tensor, guidance: Tensor | None = None) -> Tensor:
-        """``x`` (N, in, H, W), ``guidance`` (N, G, 2H, 2W) or None -> (N, out, 2H, 2W)."""
+        """``x`` (N, in, H, W), ``guidance`` (M, G, 2H, 2W) or None -> (N, out, 2H, 2W).
+
+        M divides N: each guidance map serves N // M consecutive rows of ``x`` (one map per image for all
+        of its classes). The first convolution is linear in its input channels, so ``conv1([x ; g])`` is
+        computed as ``conv1_x(x) + conv1_g(g)``: the guidance part once per map, broadcast over the classes,
+        without copying the guidance to every class or concatenating it.
+        """
         x = self.up(x)
-        if guidance is not None:
-            x = torch.cat([x, guidance], dim=1)
-        x = F.relu(self.norm1(self.conv1(x)))
+        if guidance is None:
+            y = self.conv1(x)
+        else:
+            split = x.shape[1]
+            weight = self.conv1.weight
+            y = F.conv2d(x, weight[:, :split], padding=self.conv1.padding)
+            shared = F.conv2d(guidance, weight[:, split:], padding=self.conv1.padding)
+            groups = guidance.shape[0]
+            y.view(groups, -1, *y.shape[1:]).add_(shared.unsqueeze(1))
+        x = F.relu(self.norm1(y))
         return F.relu(self.norm2(self.conv2(x)))

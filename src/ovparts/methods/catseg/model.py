@@ -164,18 +164,16 @@ class CatSegAggregator(nn.Module):
         first, second = guidance[0], guidance[1]
         channels_last = torch.channels_last
 
+        # One guidance map per image, shared by its classes (GuidedUp broadcasts its projection).
+        first, second = (
+            None if g is None else g.contiguous(memory_format=channels_last) for g in (first, second)
+        )
+
         def run(chunk: Tensor) -> Tensor:
             b, c, tc, h, w = chunk.shape
-
-            def per_class(g: Tensor | None) -> Tensor | None:
-                if g is None:
-                    return None
-                g = g.unsqueeze(1).expand(-1, tc, -1, -1, -1).flatten(0, 1)
-                return g.contiguous(memory_format=channels_last)
-
             y = chunk.transpose(1, 2).reshape(b * tc, c, h, w).contiguous(memory_format=channels_last)
-            y = self.decoder1(y, per_class(first))
-            y = self.decoder2(y, per_class(second))
+            y = self.decoder1(y, first)
+            y = self.decoder2(y, second)
             return self.head(y).reshape(b, tc, *y.shape[-2:])
 
         return map_classes(run, x, class_chunk, out_dim=1)
