@@ -18,6 +18,7 @@ from ovparts.errors import ConfigError
 from ovparts.methods import DEFAULT_MODEL
 from ovparts.models.base import PartSegModel
 from ovparts.runtime.compiling import check_compile_available, compile_model, is_compiled
+from ovparts.text import disk_cache
 from ovparts.vocabulary import Vocabulary
 
 FIRST = Vocabulary.parse("dog: head, tail, leg; cat: ear")  # 4 parts
@@ -52,7 +53,7 @@ def outputs(model: PartSegModel, pixels: torch.Tensor, vocab: Vocabulary) -> dic
 
 
 def modules_run_by(model: PartSegModel, work) -> list[torch.nn.Module]:
-    """The submodules whose forward ``work`` calls, the vocabulary cache cleared first."""
+    """The submodules whose forward ``work`` calls, the vocabulary caches (memory and disk) out of the way."""
     called: dict[int, torch.nn.Module] = {}
 
     def record(module: torch.nn.Module, args: tuple) -> None:  # returns None: the arguments stay as given
@@ -61,7 +62,7 @@ def modules_run_by(model: PartSegModel, work) -> list[torch.nn.Module]:
     hooks = [m.register_forward_pre_hook(record) for m in model.modules()]
     try:
         model.clear_vocabulary_cache()
-        with torch.inference_mode():
+        with torch.inference_mode(), disk_cache.disabled():
             work()
     finally:
         for hook in hooks:
