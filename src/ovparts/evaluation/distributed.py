@@ -126,8 +126,21 @@ def run_distributed(
             f"Distributed evaluation runs on the {' or '.join(STRATEGIES)} strategy (one process per device), "
             f"not {strategy!r}."
         )
-    with quiet_lightning():
-        _validate(run, indices, devices, num_nodes, strategy, accelerator, num_workers, progress)
+    with quiet_lightning():  # Lightning announces accelerators while the Trainer is built
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            precision="32-true",  # the segmenter applies its own precision
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            use_distributed_sampler=False,  # ShardSampler shards by rank itself
+            num_sanity_val_steps=0,
+        )
+        trainer.validate(EvaluationModule(run, indices, num_workers), verbose=False)
 
 
 @contextlib.contextmanager
@@ -142,29 +155,3 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def _validate(
-    run: EvalRun,
-    indices: Sequence[int],
-    devices: int,
-    num_nodes: int,
-    strategy: str,
-    accelerator: str,
-    num_workers: int,
-    progress: bool,
-) -> None:
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        precision="32-true",  # the segmenter applies its own precision
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        use_distributed_sampler=False,  # ShardSampler shards by rank itself
-        num_sanity_val_steps=0,
-    )
-    trainer.validate(EvaluationModule(run, indices, num_workers), verbose=False)
