@@ -95,6 +95,12 @@ class ClipBackbone(nn.Module):
             )
         return self._fingerprint[1]
 
+    def _remember(self, key: tuple, embeddings: torch.Tensor) -> torch.Tensor:
+        """Keep ``embeddings`` in the memory cache, after dropping entries of older text weights."""
+        self._text_cache.retain(lambda k: k[3] == key[3])
+        self._text_cache.put(key, embeddings)
+        return embeddings
+
     def encode_text(
         self,
         texts: Sequence[str],
@@ -129,10 +135,7 @@ class ClipBackbone(nn.Module):
             disk_key = disk_cache.entry_key(self.text_fingerprint(), texts, templates, normalize, precision)
             stored = disk_cache.load(disk_key)
             if stored is not None:
-                stored = stored.to(self.clip.text_projection.weight.device)
-                self._text_cache.retain(lambda k: k[3] == key[3])
-                self._text_cache.put(key, stored)
-                return stored
+                return self._remember(key, stored.to(self.clip.text_projection.weight.device))
         if precision == "openai_fp16":
             embeddings = self._run_openai_fp16(texts, templates)
         else:
@@ -143,9 +146,7 @@ class ClipBackbone(nn.Module):
             if templates:
                 embeddings = embeddings.view(len(texts), len(templates), -1)
         if not records_grad:  # nothing to detach from then: the caller gets the very tensor that is cached
-            embeddings = embeddings.detach()
-            self._text_cache.retain(lambda k: k[3] == key[3])
-            self._text_cache.put(key, embeddings)
+            embeddings = self._remember(key, embeddings.detach())
             if disk_key is not None:
                 disk_cache.store(disk_key, embeddings)
         return embeddings
