@@ -1,7 +1,6 @@
 """``ovparts segment DIR_OR_GLOB``: folders and globs, and two processes writing the files one process writes."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import ovparts
 from ovparts.batch import expand_inputs
 from ovparts.cli import main
 from ovparts.errors import OvpartsError
+
+from .processes import run_ranks
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 VOCAB = "dog: head, torso, leg, tail; cat: head, ear"
@@ -65,15 +66,13 @@ def test_two_processes_write_the_same_files_as_one(photos, weights, tmp_path):
     assert one.exit_code == 0, one.output
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "ovparts.cli", *args, "--out", str(tmp_path / "two"), "--devices", "2"]
-    two = subprocess.run([*command, "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
+    two = run_ranks([*command, "--workers", "1"], env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     files = _files(tmp_path / "one")
     assert len(files) == 15 and files == _files(tmp_path / "two")
     assert "5/5" in two.stderr and "3/3" not in two.stderr  # one bar for the whole job, not one per rank
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two").iterdir()}
-    again = subprocess.run(
-        [*command, "--workers", "0", "--skip-existing"], env=env, capture_output=True, text=True, timeout=600
-    )
+    again = run_ranks([*command, "--workers", "0", "--skip-existing"], env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two").iterdir()} == stamps  # all skipped

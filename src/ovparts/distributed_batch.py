@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from .batch import BatchJob, BatchResult, TargetSet
 from .evaluation.distributed import quiet_lightning
+from .runtime.workers import loader_worker_options
 
 
 def padded_shard(length: int, world: int, rank: int) -> list[int]:
@@ -39,7 +40,9 @@ class BatchModule(pl.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         world, rank = self.trainer.world_size, self.trainer.global_rank
         shard = padded_shard(len(self.job.targets), world, rank)
-        return DataLoader(TargetSet(self.job, shard), batch_size=None, num_workers=self.workers)
+        return DataLoader(
+            TargetSet(self.job, shard), batch_size=None, **loader_worker_options(self.workers, world)
+        )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return batch  # a photo for the Segmenter, which prepares its own input

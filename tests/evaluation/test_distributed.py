@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import ovparts
 from ovparts.data import load_dataset, write_synthetic
 from ovparts.errors import DatasetError
 
+from ..processes import run_ranks
 from .fakes import SlowShifted
 
 HERE = Path(__file__).parent
@@ -42,13 +42,7 @@ def root(tmp_path_factory):
 def test_two_processes_equal_one_for_every_benchmark_protocol_and_rule(root, tmp_path):
     out = tmp_path / "ddp.json"
     command = [sys.executable, str(HERE / "worker.py"), str(root), ",".join(BENCHMARKS), str(out)]
-    done = subprocess.run(
-        [*command, "--matrix", "--devices", "2", "--workers", "1"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_ranks([*command, "--matrix", "--devices", "2", "--workers", "1"], _env(), timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in (0, 1)]
     single = json.loads(json.dumps(matrix_entries(root, BENCHMARKS, 1, 0)))
@@ -68,12 +62,6 @@ def test_strict_two_processes_fail_like_one(root, tmp_path):
         ovparts.evaluate(SlowShifted(reader), reader, strict=True, progress=False)
     out = tmp_path / "strict.json"
     command = [sys.executable, str(HERE / "worker.py"), str(root), "pascal_part_116", str(out)]
-    done = subprocess.run(
-        [*command, "--strict", "--devices", "2", "--workers", "0"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_ranks([*command, "--strict", "--devices", "2", "--workers", "0"], _env(), timeout=600)
     assert done.returncode != 0 and not out.exists()
     assert str(single.value) in done.stderr

@@ -1,11 +1,11 @@
 """Two-process DDP on CPU (gloo): after a few steps both ranks hold the same weights."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from ..processes import run_ranks
 from .conftest import PYTHON, child_env
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_two_process_ddp_ranks_end_equal(tmp_path, synthetic_root):
         "trainer.loggers=[]",
         "eval.every=0",
     ]
-    done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=240)
+    done = run_ranks(command, child_env(), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["steps"] == ranks[1]["steps"] == 3

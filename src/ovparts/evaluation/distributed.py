@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..data.records import SkipLog
 from ..errors import ConfigError, OvpartsError
+from ..runtime.workers import loader_worker_options
 from ..training.data import ShardSampler
 from .choices import STRATEGIES
 from .loop import EvalRun, ItemSet, add_skips, unbatch
@@ -59,8 +60,8 @@ class EvaluationModule(pl.LightningModule):
             ItemSet(self.run.source, self.indices),
             batch_size=1,
             sampler=ShardSampler(len(self.indices), world, rank),
-            num_workers=self.num_workers,
             collate_fn=unbatch,
+            **loader_worker_options(self.num_workers, world),
         )
 
     def on_validation_epoch_start(self) -> None:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from ..data.registry import canonical_name, load_dataset
 from ..errors import ConfigError
 from ..models.base import Preprocess
+from ..runtime.workers import loader_worker_options
 from ..vocabulary import Vocabulary
 from .config import DataSection
 from .data import (
@@ -81,7 +82,7 @@ class PartDataModule(pl.LightningDataModule):
             dataset,
             batch_size=per_device,
             sampler=StreamSampler(per_device, world, rank, start),
-            num_workers=self.config.num_workers,
+            **loader_worker_options(self.config.num_workers, world),
             persistent_workers=False,
             drop_last=False,
         )
@@ -99,6 +100,6 @@ class PartDataModule(pl.LightningDataModule):
             dataset,
             batch_size=1,
             sampler=ShardSampler(len(dataset), world, rank),
-            num_workers=min(self.config.num_workers, 2),
+            **loader_worker_options(min(self.config.num_workers, 2), world),
             collate_fn=collate_samples,
         )
