@@ -115,6 +115,9 @@ def test_peer_computes_the_same_logits(model, variant):
     ours = build_case(model, "tiny", 5, device)
     peer = build_case(model, "tiny", 5, device, variant=variant)
     peer.model.load_state_dict(ours.model.state_dict())
+    if model in ("catseg", "partcatseg"):  # the official head layout, on the peer's model only
+        assert any("forward" in vars(m) for m in peer.model.modules())
+        assert not any("forward" in vars(m) for m in ours.model.modules())
     pixels = torch.randn(1, 3, *ours.image_size)
     with torch.inference_mode():
         if model == "partcatseg":  # compare every head output (both stages' logits and costs)

@@ -198,7 +198,7 @@ class GuidedSwinBlock(nn.Module):
         self.mlp = Mlp(dim, dim * mlp_ratio)
         self._mask_cache: dict[tuple, Tensor] = {}
 
-    def _geometry(self, h: int, w: int) -> tuple[int, int]:
+    def geometry(self, h: int, w: int) -> tuple[int, int]:
         """Window and shift for this grid: a grid no larger than the window is one window, unshifted."""
         if min(h, w) <= self.window:
             return min(h, w), 0
@@ -221,7 +221,7 @@ class GuidedSwinBlock(nn.Module):
         ``x.index_select(1, order)`` is what the cyclic shift followed by the window partition gives, in one
         gather instead of two copies; ``index_select(1, inverse)`` undoes it (merge, then shift back).
         """
-        window, shift = self._geometry(h, w)
+        window, shift = self.geometry(h, w)
         if window == h and window == w and not shift:
             return None
         key = ("order", h, w, window, shift, device)
@@ -241,7 +241,7 @@ class GuidedSwinBlock(nn.Module):
         dividing N, must be in the same order.
         """
         n, length, c = x.shape
-        window, shift = self._geometry(h, w)
+        window, shift = self.geometry(h, w)
         per_item = (h // window) * (w // window)
         area = window * window
         mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None

@@ -1,18 +1,22 @@
-"""PartCATSeg's benchmark peers: the official head's batching and the per-class reference.
+"""PartCATSeg's benchmark peers: the official head's layout and batching, and the per-class reference.
 
-Both build the whole cost volumes at once (no class chunks); the reference also re-encodes the image once
-per class. They compute ovparts' logits (tests check that).
+Both run the head as the official code lays it out (``models/official_layout.py``: guidance concatenated
+per class, Swin roll and partition, decoder guidance copied per class) on whole cost volumes (no class
+chunks); the reference also re-encodes the image once per class. They compute ovparts' logits (tests check
+that).
 """
 
 from __future__ import annotations
 
 from ...benchmarking.cases import Case, PeerContext
 from ...benchmarking.references import encode_image_per_class
+from ...models.official_layout import use_official_layout
 from ...models.registry import BenchmarkPeer
 
 
 def _official(context: PeerContext) -> Case:
     model, vocab = context.model, context.vocab
+    use_official_layout(model)
     return context.case(lambda pixels: model(pixels, vocab, class_chunk=0))
 
 
@@ -22,6 +26,8 @@ def _reference(context: PeerContext) -> Case:
 
 
 PEERS = {
-    "reference": BenchmarkPeer("image re-encoded per class, unchunked cost volumes", _reference),
-    "official": BenchmarkPeer("official: image encoded once, unchunked cost volumes", _official),
+    "reference": BenchmarkPeer("image re-encoded per class, official head layout, unchunked", _reference),
+    "official": BenchmarkPeer(
+        "official structure: image encoded once, official head layout, unchunked", _official
+    ),
 }
