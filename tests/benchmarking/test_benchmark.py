@@ -101,6 +101,17 @@ def test_isolated_workers_alternate_with_peers(tmp_path):
     assert "vs reference" in result.output and "vs official" in result.output
 
 
+def test_peer_option_runs_only_the_named_peer(tmp_path):
+    out = tmp_path / "official.json"
+    args = ["benchmark", "--size", "tiny", "--model", "catseg", "--classes", "3", "--repeats", "1"]
+    result = CliRunner().invoke(main, [*args, "--batch", "1", "--peer", "official", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert set(row["peers"]) == {"official"}
+    wrong = CliRunner().invoke(main, [*args, "--peer", "transformers"])
+    assert wrong.exit_code != 0 and "No model measured here has a peer 'transformers'" in wrong.output
+
+
 @pytest.mark.parametrize("k", [1, 20, 116, 234, 300])
 def test_benchmark_vocabulary_has_k_distinct_parts(k):
     vocab = benchmark_vocabulary(k)

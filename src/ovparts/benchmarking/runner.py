@@ -212,6 +212,7 @@ class BenchmarkOptions:
     precision: str = "fp32"
     peers: bool = True
     peer_at: tuple[int, ...] | None = None  # the K values at which peers run (None: every K)
+    peer_names: tuple[str, ...] | None = None  # the peers to run, by variant name (None: all of a model's)
     peer_classes: int | None = None  # cap on the prompts a per-prompt peer runs (then scaled to K)
     isolate: bool = True
     threads: int | None = None
@@ -258,7 +259,12 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 compile=options.compile,
             )
             with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
-            variants = ["ovparts", *(benchmark_peers(model) if with_peers else ())]
+            peers = [
+                p
+                for p in benchmark_peers(model)
+                if options.peer_names in (None, ()) or p in options.peer_names
+            ]
+            variants = ["ovparts", *(peers if with_peers else ())]
             settings = {
                 v: replace(base, variant=v, encoder=base.encoder and v == "ovparts") for v in variants
             }

@@ -40,6 +40,12 @@ import click
 )
 @click.option("--no-peers", is_flag=True, help="Measure ovparts only.")
 @click.option(
+    "--peer",
+    "peer_names",
+    multiple=True,
+    help="Run only these peers (repeat), e.g. --peer official; default: every peer of each model.",
+)
+@click.option(
     "--peer-at", multiple=True, type=int, help="Run peers only at these K (repeat); default: all K."
 )
 @click.option(
@@ -68,6 +74,7 @@ def benchmark(
     precision: str,
     compile_: bool,
     no_peers: bool,
+    peer_names: tuple[str, ...],
     peer_at: tuple[int, ...],
     peer_classes: int | None,
     threads: int | None,
@@ -81,7 +88,8 @@ def benchmark(
     ovparts and each peer run in their own worker processes and are timed in turn, round after round, so
     that both sides of a ratio see the same load: the ratios are the figures to trust on a shared machine.
     Peers: 'transformers' (CLIPSeg), 'reference' (image re-encoded per class, whole cost volume at once)
-    and 'official' (the official code's batching).
+    and 'official' (the official code's batching; for CAT-Seg and PartCATSeg also its head layout, so the
+    ratio is against the official structure). --peer picks some of them.
 
     With --profile: one prediction of CAT-Seg / PartCATSeg split into stages (image encoder, cost volume,
     guidance projection, spatial and class aggregation, decoder, upsampling, label assignment), each with
@@ -90,6 +98,7 @@ def benchmark(
         DEFAULT_CLASSES,
         BenchmarkOptions,
         benchmark_models,
+        benchmark_peers,
         format_markdown,
         format_table,
         run_benchmark,
@@ -107,6 +116,12 @@ def benchmark(
     unknown = [m for m in models if m not in known]
     if unknown:
         raise ConfigError(f"No benchmark for model {unknown[0]!r}; choose from {', '.join(known)}.")
+    offered = {peer for m in models or known for peer in benchmark_peers(m)}
+    missing = [p for p in peer_names if p not in offered]
+    if missing:
+        raise ConfigError(
+            f"No model measured here has a peer {missing[0]!r}; their peers: {', '.join(sorted(offered))}."
+        )
     if any(k < 1 for k in classes) or repeats < 1 or batch < 1:
         raise ConfigError("--classes, --repeats and --batch must be positive.")
     if profile:
@@ -127,6 +142,7 @@ def benchmark(
         precision=precision,
         peers=not no_peers,
         peer_at=peer_at or None,
+        peer_names=peer_names or None,
         peer_classes=peer_classes,
         isolate=not in_process,
         threads=threads,
