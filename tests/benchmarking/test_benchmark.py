@@ -101,13 +101,16 @@ def test_isolated_workers_alternate_with_peers(tmp_path):
     assert "vs reference" in result.output and "vs official" in result.output
 
 
-def test_peer_option_runs_only_the_named_peer(tmp_path):
+def test_peer_option_runs_only_the_named_peer_and_text_timing_can_be_skipped(tmp_path):
     out = tmp_path / "official.json"
     args = ["benchmark", "--size", "tiny", "--model", "catseg", "--classes", "3", "--repeats", "1"]
-    result = CliRunner().invoke(main, [*args, "--batch", "1", "--peer", "official", "--json", str(out)])
+    options = ["--batch", "1", "--peer", "official", "--no-text-timing", "--json", str(out)]
+    result = CliRunner().invoke(main, [*args, *options])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())["rows"]
     assert set(row["peers"]) == {"official"}
+    assert "text_s" not in row and "speedup_incl_text" not in row["peers"]["official"]
+    assert "with text" not in result.output
     wrong = CliRunner().invoke(main, [*args, "--peer", "transformers"])
     assert wrong.exit_code != 0 and "No model measured here has a peer 'transformers'" in wrong.output
 

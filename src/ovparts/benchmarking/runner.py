@@ -40,6 +40,7 @@ class Setting:
     peer_classes: int | None = None
     threads: int | None = None
     compile: bool = False
+    text_timing: bool = True
 
 
 class Measurement:
@@ -96,7 +97,7 @@ class Measurement:
             "extrapolated": case.scale != 1.0,
         }
         with self._context():
-            if case.text is not None:
+            if case.text is not None and setting.text_timing:
                 result["text_s"] = median_seconds(case.text, 1, device, warmup=0)
             if setting.variant == "ovparts" and setting.batch > 1:
                 batch = pixels.repeat(setting.batch, 1, 1, 1)
@@ -217,6 +218,7 @@ class BenchmarkOptions:
     isolate: bool = True
     threads: int | None = None
     compile: bool = False
+    text_timing: bool = True  # time the vocabulary's encoding from scratch (minutes for PartCATSeg)
     log: object = field(default=None, repr=False)
 
 
@@ -257,6 +259,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 peer_classes=options.peer_classes,
                 threads=options.threads,
                 compile=options.compile,
+                text_timing=options.text_timing,
             )
             with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
             peers = [
@@ -325,16 +328,17 @@ def _compare(model: str, variant: str, peer: dict, row: dict, options: Benchmark
     rounds = [p / o for p, o in zip(peer["times_s"], row["times_s"], strict=True)]
     # A peer that caches its text embeddings pays the same one-time text encoding as ovparts (same encoder,
     # same prompts); a ``text_per_call`` peer encodes its prompts inside every call, already in its latency.
-    text = row.get("text_s", 0.0)
+    text = row.get("text_s")  # absent with --no-text-timing: then no ratio with text either
     described = benchmark_peers(model)[variant]
-    peer_text = 0.0 if described.text_per_call else text
     peer.update(
         name=described.description,
         speedup=peer["latency_s"] / row["latency_s"],
         speedup_rounds=statistics.median(rounds),
-        speedup_incl_text=(peer["latency_s"] + peer_text) / (row["latency_s"] + text),
         memory_ratio=peer["forward_peak_bytes"] / max(row["forward_peak_bytes"], 1),
     )
+    if text is not None:
+        peer_text = 0.0 if described.text_per_call else text
+        peer["speedup_incl_text"] = (peer["latency_s"] + peer_text) / (row["latency_s"] + text)
     _log(options, f"  {variant}: {peer['latency_s']:.3f} s ({peer['speedup']:.1f}x)")
     return peer
 
@@ -371,7 +375,7 @@ def format_table(report: dict) -> str:
     for row in report["rows"]:
         enc = row.get("encoder_flop_rate")
         lines.append(
-            f"{row['model']:<12} {row['k']:>4} {row['latency_s']:>9.3f} {row.get('text_s', 0):>7.3f} "
+            f"{row['model']:<12} {row['k']:>4} {row['latency_s']:>9.3f} {_text_s(row, 7, 3)} "
             f"{row.get('images_per_s', float('nan')):>6.2f} {row['peak_rss_bytes'] / mib:>8.0f} "
             f"{row['forward_peak_bytes'] / mib:>7.0f}"
             + (f" {enc / 1e9:>8.1f} {row['encoder_fraction_of_matmul']:>6.0%}" if enc else "")
@@ -386,8 +390,9 @@ def format_table(report: dict) -> str:
             extrapolated |= peer["extrapolated"]
             lines.append(
                 f"{'':<12} vs {variant:<12} {peer['latency_s']:>8.2f} s{'*' if peer['extrapolated'] else ''}"
-                f"  speed-up {peer['speedup']:.1f}x (by round {peer['speedup_rounds']:.1f}x, "
-                f"with text {peer['speedup_incl_text']:.1f}x)  peak {peer['peak_rss_bytes'] / mib:.0f} MiB"
+                f"  speed-up {peer['speedup']:.2f}x (by round {peer['speedup_rounds']:.2f}x"
+                + (f", with text {peer['speedup_incl_text']:.2f}x" if "speedup_incl_text" in peer else "")
+                + f")  peak {peer['peak_rss_bytes'] / mib:.0f} MiB"
                 f"  fwd memory {peer['memory_ratio']:.1f}x"
             )
     peers = sorted(
@@ -420,7 +425,7 @@ def format_markdown(report: dict) -> str:
         fraction = row.get("encoder_fraction_of_matmul")
         images = row.get("images_per_s")
         lines.append(
-            f"| {row['model']} | {row['k']} | ovparts | {row['latency_s']:.2f} | | {row.get('text_s', 0):.2f} "
+            f"| {row['model']} | {row['k']} | ovparts | {row['latency_s']:.2f} | | {_text_s(row, 0, 2)} "
             f"| {'' if images is None else f'{images:.2f}'} | {row['peak_rss_bytes'] / mib:.0f} "
             f"| {row['forward_peak_bytes'] / mib:.0f} | {'' if fraction is None else f'{fraction:.0%}'} |"
         )
@@ -442,3 +447,9 @@ def format_markdown(report: dict) -> str:
 
 if __name__ == "__main__":  # a ProcessWorker: a JSON Setting as argument, commands on stdin
     _serve(Setting(**json.loads(sys.argv[1])))
+
+
+def _text_s(row: dict, width: int, digits: int) -> str:
+    """The text-encoding column: "-" where it was not timed (--no-text-timing), not a misleading 0."""
+    text = row.get("text_s")
+    return f"{'-':>{width}}" if text is None else f"{text:>{width}.{digits}f}"

@@ -53,6 +53,11 @@ import click
     type=int,
     help="Time transformers' CLIPSeg on at most this many prompts and scale to K (it is linear in K).",
 )
+@click.option(
+    "--no-text-timing",
+    is_flag=True,
+    help="Skip timing the vocabulary's encoding from scratch (text_s): minutes for PartCATSeg at K >= 116.",
+)
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option(
     "--in-process", is_flag=True, help="No worker process per setting (peak RSS then not per setting)."
@@ -77,6 +82,7 @@ def benchmark(
     peer_names: tuple[str, ...],
     peer_at: tuple[int, ...],
     peer_classes: int | None,
+    no_text_timing: bool,
     threads: int | None,
     in_process: bool,
     profile: bool,
@@ -147,6 +153,7 @@ def benchmark(
         isolate=not in_process,
         threads=threads,
         compile=compile_,
+        text_timing=not no_text_timing,
         log=lambda text: click.echo(text, err=True),
     )
     report = run_benchmark(options)
