@@ -8,6 +8,13 @@ from ovparts.data import load_dataset
 from ovparts.data.io import read_rgb
 from ovparts.evaluation.protocols import oracle_object_mask
 from ovparts.evaluation.restriction import independent_classes, masked_part_map, restrict
+from ovparts.models.registry import available_models
+
+# every registered method, by whether its classes interact (tiny configs, the default switches)
+_TINY = {name: ovparts.load_model(name, config="tiny") for name in available_models()}
+INDEPENDENT = [name for name, model in _TINY.items() if model.independent_classes]
+INTERACTING = [name for name, model in _TINY.items() if not model.independent_classes]
+del _TINY
 
 
 class Spy:
@@ -28,7 +35,7 @@ def _model(name, **changes):
     return model
 
 
-@pytest.mark.parametrize("name", ["clipseg", "partclipseg"])
+@pytest.mark.parametrize("name", INDEPENDENT)
 def test_restricted_label_maps_equal_the_full_vocabulary(synthetic_root, name):
     model = _model(name)
     assert model.independent_classes
@@ -65,7 +72,7 @@ def test_interacting_classes_keep_the_full_vocabulary(synthetic_root):
     reader = load_dataset("pascal_part_116", synthetic_root)
     sample = next(iter(reader))
     mask = oracle_object_mask(sample.regions, sample.size)
-    for name in ("catseg", "partcatseg"):
+    for name in INTERACTING:
         spy = Spy(ovparts.Segmenter(ovparts.load_model(name, config="tiny")))
         assert not independent_classes(spy)
         masked_part_map(spy, read_rgb(sample.image_path), reader.vocabulary, mask)

@@ -14,6 +14,9 @@ import ovparts
 from ovparts.cli import main
 from ovparts.errors import CheckpointError
 from ovparts.hub import read_torch_file
+from ovparts.models.registry import model_specs
+
+CONVERTERS = [name for name, spec in model_specs().items() if spec.converter is not None]
 
 
 class RunsACommand:
@@ -79,7 +82,7 @@ def test_model_folder_with_malicious_bin_is_refused(tmp_path, tiny_clipseg_dir):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("command", ["catseg", "partclipseg", "partcatseg"])
+@pytest.mark.parametrize("command", CONVERTERS)
 def test_converter_refuses_malicious_checkpoint(tmp_path, command):
     marker = tmp_path / "ran"
     write_malicious(tmp_path / "evil.pth", marker)

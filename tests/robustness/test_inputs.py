@@ -35,6 +35,7 @@ from .corpus_inputs import (
     vocabulary_text,
 )
 from .test_bad_inputs import one_sentence
+from .test_checkpoints import CONVERTERS
 
 DECODE_BUDGET = 4_000_000  # pixels: nothing in these tests may decode a larger image
 
@@ -299,7 +300,7 @@ def test_a_zip_bomb_pth_is_refused_by_the_converter_before_inflating(tmp_path):
     assert result.exit_code == 2 and "inflates" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", ["clipseg", "catseg", "partclipseg", "partcatseg"])
+@pytest.mark.parametrize("command", CONVERTERS)
 def test_a_legacy_pth_is_refused_by_the_converters_with_how_to_resave_it(command, tmp_path, tiny_clipseg_dir):
     import torch
 
