@@ -49,6 +49,38 @@ def no_text_cache_option(command):  # noqa: ANN001, ANN201 - a click decorator
     )(command)
 
 
+def process_options(shared: str):  # noqa: ANN201 - a click decorator factory
+    """``--devices``, ``--num-nodes`` and ``--workers`` of a command that shares its ``shared`` (e.g. "images")
+    over processes: one definition, so the commands cannot drift apart."""
+    options = [
+        click.option(
+            "--devices",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help=f"Processes per node sharing the {shared} (one per GPU with --device cuda; torchrun and SLURM "
+            "are detected).",
+        ),
+        click.option(
+            "--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines."
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            help=f"Loader processes decoding the {shared} per process [default: 0 on one device, 2 per process "
+            "otherwise].",
+        ),
+    ]
+
+    def decorate(command):  # noqa: ANN001, ANN202
+        for option in reversed(options):  # click lists options in decorator order, top to bottom
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def build_vocabulary(vocab: str | None, benchmark: str | None):
     from ..vocabulary import Vocabulary
 

@@ -17,7 +17,7 @@ from ..errors import EXIT_USER_ERROR, ConfigError
 from ..evaluation.choices import BOUNDARY_MODES, PROTOCOLS, STRATEGIES
 from ..evaluation.rules import RULES
 from ..vocabulary import BENCHMARKS
-from . import no_text_cache_option, rank_zero
+from . import no_text_cache_option, process_options, rank_zero
 
 
 def build_segmenter(model: str, weights: str | None, config: str | None, device: str) -> Any:
@@ -93,26 +93,13 @@ def build_segmenter(model: str, weights: str | None, config: str | None, device:
     default=None,
     help="Score the predictions a run saved in this folder with --average; no model is loaded.",
 )
-@click.option(
-    "--devices",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes (devices) per node.",
-)
-@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines.")
+@process_options("images")
 @click.option(
     "--strategy",
     default="ddp",
     show_default=True,
     type=click.Choice(STRATEGIES),
     help="How ranks run: one process per device (torchrun and SLURM are detected).",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Loader processes decoding data per rank [default: 0 on one device, 2 per rank otherwise].",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def evaluate_command(

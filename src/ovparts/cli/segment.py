@@ -9,7 +9,7 @@ import click
 from ..errors import EXIT_USER_ERROR
 from ..methods import DEFAULT_MODEL
 from ..vocabulary import BENCHMARKS
-from . import build_vocabulary, no_text_cache_option, rank_zero
+from . import build_vocabulary, no_text_cache_option, process_options, rank_zero
 
 
 @click.command("segment")
@@ -55,20 +55,7 @@ from . import build_vocabulary, no_text_cache_option, rank_zero
     help="Compile the image encoder and decoder with torch.compile (inductor; on CPU needs a C++ compiler). "
     "The first image pays the compile time (tens of seconds to minutes), so it pays off on batches only.",
 )
-@click.option(
-    "--devices",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes per node sharing the images (one per GPU with --device cuda; torchrun and SLURM work too).",
-)
-@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Machines.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Loader processes decoding images per process [default: 0 on one device, 2 per process otherwise].",
-)
+@process_options("images")
 def segment(
     images: tuple[str, ...],
     vocab: str | None,
