@@ -419,6 +419,25 @@ class ClassAttention(nn.Module):
         return out.reshape(x.shape)
 
 
+def pool_classes(x: Tensor, pool: tuple[int, int]) -> Tensor:
+    """(B, C, T, H, W) -> (B, C, T, H / ph, W / pw): each class's map average-pooled (the class attention
+    runs on the coarser grid at inference, as the official ``pooling_size``)."""
+    if tuple(pool) == (1, 1):
+        return x
+    b, c, t, h, w = x.shape
+    pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), tuple(pool))
+    return pooled.reshape(b, t, c, *pooled.shape[-2:]).transpose(1, 2)
+
+
+def unpool_classes(y: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, T, C, h, w) -> (B, T, C, *size): back to the cost grid, bilinear with aligned corners."""
+    b, t, c, hp, wp = y.shape
+    if (hp, wp) == tuple(size):
+        return y
+    y = F.interpolate(y.reshape(b * t, c, hp, wp), size=size, mode="bilinear", align_corners=True)
+    return y.reshape(b, t, c, *size)
+
+
 class ClassAggregation(nn.Module):
     """One class-aggregation layer: pool, linear attention across classes + MLP, upsample, residual.
 
@@ -463,10 +482,7 @@ class ClassAggregation(nn.Module):
         about ``class_chunk`` classes' worth of tokens; the result is the same.
         """
         b, c, t, h, w = x.shape
-        pooled = x
-        if tuple(pool) != (1, 1):
-            pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), tuple(pool))
-            pooled = pooled.reshape(b, t, c, *pooled.shape[-2:]).transpose(1, 2)
+        pooled = pool_classes(x, pool)
         hp, wp = pooled.shape[-2:]
         tokens = pooled.permute(0, 3, 4, 2, 1).reshape(b, hp * wp, t, c)  # (B, h*w, T, C)
         extra = self.pad_len - t if self.pad_token is not None else 0
@@ -485,10 +501,7 @@ class ClassAggregation(nn.Module):
         step = max(1, hp * wp * class_chunk // t) if class_chunk and 0 < class_chunk < t else 0
         tokens = map_slices(run, [tokens], step, dim=1)
         y = tokens.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)  # (B, T, C, h, w)
-        if (hp, wp) != (h, w):
-            y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)
-            y = y.reshape(b, t, c, h, w)
-        return x + y.transpose(1, 2)
+        return x + unpool_classes(y, (h, w)).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from .cost_aggregation import (
     GuidedSwinBlock,
     GuidedUp,
     SpatialAggregation,
+    pool_classes,
     shifted_window_mask,
+    unpool_classes,
     window_merge,
     window_partition,
 )
@@ -45,10 +47,7 @@ def class_aggregation(
 ) -> Tensor:
     """``ClassAggregation`` with the padding rows and the guidance at every pixel (no class chunks)."""
     b, c, t, h, w = x.shape
-    pooled = x
-    if tuple(pool) != (1, 1):
-        pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), tuple(pool))
-        pooled = pooled.reshape(b, t, c, *pooled.shape[-2:]).transpose(1, 2)
+    pooled = pool_classes(x, pool)
     hp, wp = pooled.shape[-2:]
     rows = pooled.permute(0, 3, 4, 2, 1).reshape(b * hp * wp, t, c)
     extra = layer.pad_len - t if layer.pad_token is not None else 0
@@ -68,10 +67,7 @@ def class_aggregation(
     rows = rows[:, :t]
     rows = rows + layer.mlp(layer.norm2(rows))
     y = rows.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)
-    if (hp, wp) != (h, w):
-        y = F.interpolate(y.reshape(b * t, c, hp, wp), size=(h, w), mode="bilinear", align_corners=True)
-        y = y.reshape(b, t, c, h, w)
-    return x + y.transpose(1, 2)
+    return x + unpool_classes(y, (h, w)).transpose(1, 2)
 
 
 def swin_block(block: GuidedSwinBlock, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
