@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..runtime.fused_linear import fused_linear
 from .chunking import CHUNK_LOOP_REASON, map_slices
 
 # The official Swin mask uses -100 rather than -inf: after softmax the masked weights are ~e-44, not 0.
@@ -140,8 +141,10 @@ class GuidedWindowAttention(nn.Module):
         windows_per_item: int,
         mask: Tensor | None = None,
         guidance: Tensor | None = None,
+        residual: Tensor | None = None,
     ) -> Tensor:
-        """``x`` (N * windows, L, dim) -> (N * windows, L, dim); ``mask`` (windows, L, L).
+        """``x`` (N * windows, L, dim) -> (N * windows, L, dim); ``mask`` (windows, L, L); plus ``residual``
+        (x's shape) when given, added inside the output projection.
 
         The guidance comes either concatenated to ``x`` (``x`` then has dim + guidance_dim channels) or as
         ``guidance`` (M * windows, L, guidance_dim) for M items that each of the N // M groups of ``x`` share
@@ -170,20 +173,31 @@ class GuidedWindowAttention(nn.Module):
                 mask.unsqueeze(1).unsqueeze(0).expand(n, -1, -1, -1, -1).reshape(nw, 1, length, length)
             )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(nw, length, self.dim))
+        return fused_linear(self.proj, out.transpose(1, 2).reshape(nw, length, self.dim), residual=residual)
 
 
 class Mlp(nn.Module):
-    """Two-layer perceptron (fc1, activation, fc2)."""
+    """Two-layer perceptron (fc1, activation, fc2), optionally plus a residual.
+
+    The activation and the residual add are fused into fc1's and fc2's matrix products where
+    ``ovparts.runtime.fused_linear`` can (CPU inference): one pass over the wide hidden layer, not three.
+    """
 
     def __init__(self, dim: int, hidden: int, activation: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = activation()
         self.fc2 = nn.Linear(hidden, dim)
+        exact_gelu = isinstance(self.act, nn.GELU) and self.act.approximate == "none"
+        self.fused_activation = "gelu" if exact_gelu else "relu" if isinstance(self.act, nn.ReLU) else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``fc2(act(fc1(x)))``, plus ``residual`` when given (same shape as the output)."""
+        if self.fused_activation is None:
+            hidden = self.act(self.fc1(x))
+        else:
+            hidden = fused_linear(self.fc1, x, self.fused_activation)
+        return fused_linear(self.fc2, hidden, residual=residual)
 
 
 class GuidedSwinBlock(nn.Module):
@@ -246,9 +260,10 @@ class GuidedSwinBlock(nn.Module):
         area = window * window
         mask = self._mask(h, w, window, shift, x.device).to(x.dtype) if shift else None
         g = None if guidance is None else guidance.reshape(-1, area, guidance.shape[-1])
-        y = self.attn(self.norm1(x).reshape(n * per_item, area, c), per_item, mask, g)
-        x = x + y.reshape(n, length, c)
-        return x + self.mlp(self.norm2(x))
+        windows = (n * per_item, area, c)
+        x = self.attn(self.norm1(x).reshape(windows), per_item, mask, g, residual=x.reshape(windows))
+        x = x.reshape(n, length, c)
+        return self.mlp(self.norm2(x), residual=x)
 
     def forward(self, x: Tensor, guidance: Tensor | None, h: int, w: int) -> Tensor:
         """``x`` (N, H*W, dim), ``guidance`` (M, H*W, guidance_dim) or None -> (N, H*W, dim).
@@ -496,7 +511,7 @@ class ClassAggregation(nn.Module):
 
         def run(rows: Tensor) -> Tensor:
             rows = rows + self.attn(self.norm1(rows), guidance, pad)
-            return rows + self.mlp(self.norm2(rows))
+            return self.mlp(self.norm2(rows), residual=rows)
 
         step = max(1, hp * wp * class_chunk // t) if class_chunk and 0 < class_chunk < t else 0
         tokens = map_slices(run, [tokens], step, dim=1)

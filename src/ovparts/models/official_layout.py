@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..runtime import fused_linear
 from .cost_aggregation import (
     CLASS_ATTENTIONS,
     ClassAggregation,
@@ -65,7 +66,7 @@ def class_aggregation(
     v = attn.v(normed).reshape(n, length, attn.heads, -1)
     rows = rows + CLASS_ATTENTIONS[attn.kind](q, k, v).reshape(n, length, c)
     rows = rows[:, :t]
-    rows = rows + layer.mlp(layer.norm2(rows))
+    rows = rows + plain_mlp(layer.mlp, layer.norm2(rows))
     y = rows.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2)
     return x + unpool_classes(y, (h, w)).transpose(1, 2)
 
@@ -85,11 +86,17 @@ def swin_block(block: GuidedSwinBlock, x: Tensor, guidance: Tensor | None, h: in
     windows = window_partition(y, window)
     per_item = (h // window) * (w // window)
     mask = shifted_window_mask(h, w, window, shift, x.device) if shift else None
-    y = window_merge(block.attn(windows, per_item, mask), window, h, w)
+    with fused_linear.disabled():  # the official attention ends in a plain linear projection
+        y = window_merge(block.attn(windows, per_item, mask), window, h, w)
     if shift:
         y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
     x = x + y.reshape(n, length, c)
-    return x + block.mlp(block.norm2(x))
+    return x + plain_mlp(block.mlp, block.norm2(x))
+
+
+def plain_mlp(mlp: nn.Module, x: Tensor) -> Tensor:
+    """The MLP as separate linear, activation and linear ops (no fused epilogues)."""
+    return mlp.fc2(mlp.act(mlp.fc1(x)))
 
 
 def spatial_aggregation(
