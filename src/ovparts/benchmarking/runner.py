@@ -339,7 +339,7 @@ def _compare(model: str, variant: str, peer: dict, row: dict, options: Benchmark
     if text is not None:
         peer_text = 0.0 if described.text_per_call else text
         peer["speedup_incl_text"] = (peer["latency_s"] + peer_text) / (row["latency_s"] + text)
-    _log(options, f"  {variant}: {peer['latency_s']:.3f} s ({peer['speedup']:.1f}x)")
+    _log(options, f"  {variant}: {peer['latency_s']:.3f} s ({peer['speedup']:.2f}x)")
     return peer
 
 
@@ -438,8 +438,8 @@ def format_markdown(report: dict) -> str:
         for variant, peer in row.get("peers", {}).items():
             scaled = f" ({peer['classes_measured']} classes, scaled)" if peer["extrapolated"] else ""
             lines.append(
-                f"| | | {variant} | {peer['latency_s']:.2f}{scaled} | {peer['speedup']:.1f}x "
-                f"({peer['speedup_rounds']:.1f}x) | | | {peer['peak_rss_bytes'] / mib:.0f} "
+                f"| | | {variant} | {peer['latency_s']:.2f}{scaled} | {peer['speedup']:.2f}x "
+                f"({peer['speedup_rounds']:.2f}x) | | | {peer['peak_rss_bytes'] / mib:.0f} "
                 f"| {peer['forward_peak_bytes'] / mib:.0f} | |"
             )
     return "\n".join(lines)
