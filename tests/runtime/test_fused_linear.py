@@ -69,6 +69,8 @@ def test_unsafe_places_use_the_plain_ops(monkeypatch):
         assert fl.fused_linear(linear, x.detach()).dtype == torch.bfloat16  # autocast applies as usual
     with torch.inference_mode():
         fl.fused_linear(_linear().double(), x.detach().double(), "relu")  # float64: plain
+        fl.fused_linear(linear, torch.randn(16, 5).t(), "relu")  # strided: oneDNN's slow reference kernel
+        fl.fused_linear(linear, x.detach(), residual=torch.randn(32, 5).t())
         with fl.disabled():
             fl.fused_linear(linear, x.detach(), "relu")
     assert calls == []  # none of these was fused

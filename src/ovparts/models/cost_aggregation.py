@@ -115,7 +115,11 @@ def guided_linear(linear: nn.Linear, x: Tensor, guidance: Tensor | None) -> Tens
     dim = x.shape[-1]
     if guidance is None:
         return linear(x)
-    return F.linear(x, linear.weight[:, :dim]) + F.linear(guidance, linear.weight[:, dim:], linear.bias)
+    y = F.linear(x, linear.weight[:, :dim])
+    shared = F.linear(guidance, linear.weight[:, dim:], linear.bias)
+    if torch.broadcast_shapes(y.shape, shared.shape) == y.shape:
+        return y.add_(shared)  # y is this function's own fresh output: no second full-size tensor
+    return y + shared
 
 
 class GuidedWindowAttention(nn.Module):
@@ -560,5 +564,5 @@ class GuidedUp(nn.Module):
             shared = F.conv2d(guidance, weight[:, split:], padding=self.conv1.padding)
             groups = guidance.shape[0]
             y.view(groups, -1, *y.shape[1:]).add_(shared.unsqueeze(1))
-        x = F.relu(self.norm1(y))
-        return F.relu(self.norm2(self.conv2(x)))
+        x = torch.relu_(self.norm1(y))  # in place on the norm's fresh output: no second decoder-sized tensor
+        return torch.relu_(self.norm2(self.conv2(x)))
