@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .batch import BatchJob, BatchResult, TargetSet
 from .evaluation.distributed import quiet_lightning
-from .runtime.workers import loader_worker_options
+from .runtime.workers import loader_worker_options, refuse_reimported_main
 
 
 def padded_shard(length: int, world: int, rank: int) -> list[int]:
@@ -77,6 +77,7 @@ def run_batch_distributed(
     job: BatchJob, segmenter: Any, devices: int, num_nodes: int, device: str, workers: int, progress: bool
 ) -> BatchResult:
     """Segment ``job`` over ``devices`` x ``num_nodes`` ranks; every rank returns the summed result."""
+    refuse_reimported_main("A multi-process segmentation")
     kind = device.split(":", 1)[0].lower()
     with quiet_lightning():
         trainer = pl.Trainer(

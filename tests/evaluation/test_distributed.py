@@ -65,3 +65,24 @@ def test_strict_two_processes_fail_like_one(root, tmp_path):
     done = run_ranks([*command, "--strict", "--devices", "2", "--workers", "0"], _env(), timeout=600)
     assert done.returncode != 0 and not out.exists()
     assert str(single.value) in done.stderr
+
+
+@pytest.mark.slow
+def test_an_unguarded_script_gets_one_sentence_not_a_nested_run(root, tmp_path):
+    """Loader workers start from a forkserver, which imports the main script again: a script that
+    evaluates at its top level is told to use a main guard instead of starting a run in every worker."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import ovparts\n"
+        "from fakes import SlowShifted\n"
+        "from ovparts.data import load_dataset\n"
+        f"reader = load_dataset('partimagenet', {str(root)!r})\n"
+        "ovparts.evaluate(SlowShifted(reader), reader, progress=False, devices=2, accelerator='cpu',"
+        " num_workers=1)\n"
+    )
+    done = run_ranks([sys.executable, str(script)], _env(), timeout=300)
+    assert done.returncode != 0
+    assert "was started while a loader worker imported your script again" in done.stderr
+    assert 'if __name__ == "__main__":' in done.stderr

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..data.records import SkipLog
 from ..errors import ConfigError, OvpartsError
-from ..runtime.workers import loader_worker_options
+from ..runtime.workers import loader_worker_options, refuse_reimported_main
 from ..training.data import ShardSampler
 from .choices import STRATEGIES
 from .loop import EvalRun, ItemSet, add_skips, unbatch
@@ -127,6 +127,7 @@ def run_distributed(
             f"Distributed evaluation runs on the {' or '.join(STRATEGIES)} strategy (one process per device), "
             f"not {strategy!r}."
         )
+    refuse_reimported_main("A multi-process evaluation")
     with quiet_lightning():  # Lightning announces accelerators while the Trainer is built
         trainer = pl.Trainer(
             accelerator=accelerator,

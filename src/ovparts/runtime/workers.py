@@ -6,6 +6,11 @@ holds a lock (an allocator's, a logger's) can wait forever on it, and the rank t
 worker. That hazard is why Python 3.14 made ``forkserver`` the default start method on Linux. Distributed
 ranks therefore start their loader workers from a forkserver: a clean process started once per rank, which
 imports the modules named here once, so that each worker it forks starts in milliseconds.
+
+Like ``spawn``, a forkserver worker imports the user's main script again (as ``__mp_main__``) before it
+unpickles its dataset. A script that starts a multi-process run at its top level, not under
+``if __name__ == "__main__":``, would start it again inside every loader worker;
+:func:`refuse_reimported_main` turns that into one sentence instead of a nested run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Sequence
 from typing import Any
+
+from ..errors import ConfigError
 
 PRELOAD = ("torch", "ovparts.evaluation.loop", "ovparts.batch", "ovparts.training.data")
 """Modules the forkserver imports before it forks any worker (what unpickling a loader's dataset needs)."""
@@ -32,3 +39,13 @@ def loader_worker_options(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))  # no effect once this rank's server runs (same list)
     return {"num_workers": num_workers, "multiprocessing_context": context}
+
+
+def refuse_reimported_main(what: str) -> None:
+    """Stop ``what`` (a multi-process run) when it is being started by a worker importing the main script."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            f"{what} was started while a loader worker imported your script again; put the script's work under "
+            '`if __name__ == "__main__":` (multi-process runs start their loader workers from a forkserver, '
+            "which imports the main script, as spawn does)."
+        )

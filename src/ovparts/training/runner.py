@@ -23,6 +23,7 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from ..errors import ConfigError
 from ..models.base import PartSegModel
 from ..models.registry import load_model
+from ..runtime.workers import refuse_reimported_main
 from .checkpoints import AtomicCheckpointIO, periodic_checkpoint, resume_path
 from .config import ModelSection, Recipe, TrainerSection
 from .datamodule import PartDataModule
@@ -102,6 +103,7 @@ def build_trainer(recipe: Recipe, out_dir: Path, enable_validation: bool) -> pl.
     if section.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     in_loop = enable_validation and 0 < evaluation.every < section.max_steps
+    refuse_reimported_main("Training")
     return pl.Trainer(
         default_root_dir=out_dir,
         accelerator=section.accelerator,
