@@ -62,6 +62,9 @@ def test_unsafe_places_use_the_plain_ops(monkeypatch):
     out = fl.fused_linear(linear, x.requires_grad_(), "gelu")  # a gradient is recorded: plain, differentiable
     out.sum().backward()
     assert x.grad is not None
+    frozen, residual = _linear().requires_grad_(False), torch.randn(5, 32, requires_grad=True)
+    fl.fused_linear(frozen, x.detach(), residual=residual).sum().backward()  # only the residual learns
+    assert torch.equal(residual.grad, torch.ones(5, 32))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         fl.fused_linear(linear, x.detach(), "gelu")  # a FLOP count sees a plain matmul
     assert counter.get_total_flops() == 2 * 5 * 16 * 32
