@@ -192,15 +192,18 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.act = activation()
         self.fc2 = nn.Linear(hidden, dim)
-        exact_gelu = isinstance(self.act, nn.GELU) and self.act.approximate == "none"
-        self.fused_activation = "gelu" if exact_gelu else "relu" if isinstance(self.act, nn.ReLU) else None
+
+    @property
+    def fused_activation(self) -> str | None:
+        """``self.act`` as :func:`fused_linear` names it, or None where it has no fused form."""
+        if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            return "gelu"
+        return "relu" if isinstance(self.act, nn.ReLU) else None
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         """``fc2(act(fc1(x)))``, plus ``residual`` when given (same shape as the output)."""
-        if self.fused_activation is None:
-            hidden = self.act(self.fc1(x))
-        else:
-            hidden = fused_linear(self.fc1, x, self.fused_activation)
+        activation = self.fused_activation
+        hidden = self.act(self.fc1(x)) if activation is None else fused_linear(self.fc1, x, activation)
         return fused_linear(self.fc2, hidden, residual=residual)
 
 

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..runtime import fused_linear
 from .cost_aggregation import (
     CLASS_ATTENTIONS,
     ClassAggregation,
@@ -86,8 +85,7 @@ def swin_block(block: GuidedSwinBlock, x: Tensor, guidance: Tensor | None, h: in
     windows = window_partition(y, window)
     per_item = (h // window) * (w // window)
     mask = shifted_window_mask(h, w, window, shift, x.device) if shift else None
-    with fused_linear.disabled():  # the official attention ends in a plain linear projection
-        y = window_merge(block.attn(windows, per_item, mask), window, h, w)
+    y = window_merge(block.attn(windows, per_item, mask), window, h, w)  # no residual: a plain projection
     if shift:
         y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
     x = x + y.reshape(n, length, c)
