@@ -262,11 +262,7 @@ def run_benchmark(options: BenchmarkOptions) -> dict:
                 text_timing=options.text_timing,
             )
             with_peers = options.peers and (options.peer_at is None or k in options.peer_at)
-            peers = [
-                p
-                for p in benchmark_peers(model)
-                if options.peer_names in (None, ()) or p in options.peer_names
-            ]
+            peers = [p for p in benchmark_peers(model) if not options.peer_names or p in options.peer_names]
             variants = ["ovparts", *(peers if with_peers else ())]
             settings = {
                 v: replace(base, variant=v, encoder=base.encoder and v == "ovparts") for v in variants
@@ -359,6 +355,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _text_s(row: dict, width: int, digits: int) -> str:
+    """The text-encoding column: "-" where it was not timed (--no-text-timing), not a misleading 0."""
+    text = row.get("text_s")
+    return f"{'-':>{width}}" if text is None else f"{text:>{width}.{digits}f}"
+
+
 def format_table(report: dict) -> str:
     """A fixed-width table of the report, with the run's conditions on top and a line per peer."""
     meta = report["meta"]
@@ -447,9 +449,3 @@ def format_markdown(report: dict) -> str:
 
 if __name__ == "__main__":  # a ProcessWorker: a JSON Setting as argument, commands on stdin
     _serve(Setting(**json.loads(sys.argv[1])))
-
-
-def _text_s(row: dict, width: int, digits: int) -> str:
-    """The text-encoding column: "-" where it was not timed (--no-text-timing), not a misleading 0."""
-    text = row.get("text_s")
-    return f"{'-':>{width}}" if text is None else f"{text:>{width}.{digits}f}"

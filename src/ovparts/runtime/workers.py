@@ -16,7 +16,6 @@ unpickles its dataset. A script that starts a multi-process run at its top level
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -25,9 +24,7 @@ PRELOAD = ("torch", "ovparts.evaluation.loop", "ovparts.batch", "ovparts.trainin
 """Modules the forkserver imports before it forks any worker (what unpickling a loader's dataset needs)."""
 
 
-def loader_worker_options(
-    num_workers: int, world_size: int, preload: Sequence[str] = PRELOAD
-) -> dict[str, Any]:
+def loader_worker_options(num_workers: int, world_size: int) -> dict[str, Any]:
     """``DataLoader`` keyword arguments for ``num_workers`` workers of one of ``world_size`` ranks.
 
     A single process (``world_size`` 1) keeps the platform's default: it runs no foreign threads, and a
@@ -37,7 +34,7 @@ def loader_worker_options(
     if num_workers <= 0 or world_size <= 1 or "forkserver" not in multiprocessing.get_all_start_methods():
         return {"num_workers": max(num_workers, 0)}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))  # no effect once this rank's server runs (same list)
+    context.set_forkserver_preload(list(PRELOAD))  # no effect once this rank's server runs (same list)
     return {"num_workers": num_workers, "multiprocessing_context": context}
 
 
